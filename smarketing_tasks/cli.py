@@ -1,0 +1,137 @@
+"""The ``smarketing`` command: the demo, the demo shop, migrations, ad-hoc ingestion, the embedded server.
+
+Subcommands are small wrappers over the package's functions; the CLI is the one place where the wall
+clock may choose a default ("today"), always overridable with ``--end``/``--until``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from smarketing_tasks.paths import DATA_DIR
+
+
+def _when(text: str | None) -> datetime:
+    if text is None:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return today
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_demo_shop(args: argparse.Namespace) -> int:
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.demo_shop import ShopSpec, generate, write_shop
+
+    spec = ShopSpec(customers=args.customers, days=args.days, end=_when(args.end), seed=args.seed,
+                    bad_row_share=args.bad_row_share)
+    say(f"generating a shop: {spec.customers:,} customers, {spec.days} days to {spec.end:%Y-%m-%d}, seed {spec.seed}")
+    counts = write_shop(make_engine(args.url), generate(spec))
+    say("wrote " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.migrations import migrate
+
+    applied = migrate(make_engine(args.url))
+    say(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Run ingestion outside Airflow (ad hoc loads, benchmarks); same code as the DAG's tasks."""
+    from smarketing_tasks.config import IngestSettings, load
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.ingest import ingest_dataset
+    from smarketing_tasks.migrations import migrate
+    from smarketing_tasks.sources import source_from_url
+
+    settings = load(IngestSettings, os.environ)
+    warehouse = make_engine(args.warehouse)
+    migrate(warehouse)
+    source = source_from_url(args.source)
+    until = _when(args.until)
+    for dataset in ("customers", "orders", "order_items"):
+        result = ingest_dataset(source, dataset, warehouse, until=until, run_id=args.run_id,
+                                overlap=settings.overlap, batch_rows=settings.batch_rows, progress=say)
+        say(f"{dataset}: {result.rows_loaded:,} loaded, {result.rows_quarantined:,} quarantined "
+            f"of {result.rows_read:,} read in {result.seconds:.1f}s")
+    return 0
+
+
+def cmd_embedded(args: argparse.Namespace) -> int:
+    from smarketing_tasks import embedded
+
+    data_dir = Path(args.data_dir)
+    if args.action == "stop":
+        say("stopped" if embedded.stop(data_dir / "postgres") else "not running")
+        return 0
+    server = embedded.ensure_running(data_dir / "postgres")
+    say(server.url())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from smarketing_tasks.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(data_dir=Path(args.data_dir), customers=args.customers, days=args.days,
+                                seed=args.seed, end=_when(args.end), fresh=args.fresh), say)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smarketing", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole loop on the embedded PostgreSQL and print where to look")
+    demo.add_argument("--data-dir", default=str(DATA_DIR), help="where the embedded server and Airflow live")
+    demo.add_argument("--customers", type=int, default=2_000)
+    demo.add_argument("--days", type=int, default=120)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--end", help="the demo's 'now' (ISO date, default: today 00:00 UTC)")
+    demo.add_argument("--fresh", action="store_true", help="drop the demo databases first")
+    demo.set_defaults(func=cmd_demo)
+
+    shop = sub.add_parser("demo-shop", help="write a generated shop into a database (reference schema)")
+    shop.add_argument("--url", required=True, help="PostgreSQL URL of the shop database")
+    shop.add_argument("--customers", type=int, default=2_000)
+    shop.add_argument("--days", type=int, default=120)
+    shop.add_argument("--seed", type=int, default=7)
+    shop.add_argument("--end", help="last day of the shop's history (ISO, default today)")
+    shop.add_argument("--bad-row-share", type=float, default=0.0, help="share of rows to break on purpose")
+    shop.set_defaults(func=cmd_demo_shop)
+
+    mig = sub.add_parser("migrate", help="apply warehouse schema migrations")
+    mig.add_argument("--url", required=True)
+    mig.set_defaults(func=cmd_migrate)
+
+    ing = sub.add_parser("ingest", help="ingest purchases without Airflow")
+    ing.add_argument("--source", required=True, help="postgresql://… | file:///export/dir | cdnow:///path/file")
+    ing.add_argument("--warehouse", required=True)
+    ing.add_argument("--until", help="upper bound of the window (ISO, default today)")
+    ing.add_argument("--run-id", default="cli")
+    ing.set_defaults(func=cmd_ingest)
+
+    emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")
+    emb.add_argument("action", choices=["start", "stop"])
+    emb.add_argument("--data-dir", default=str(DATA_DIR))
+    emb.set_defaults(func=cmd_embedded)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The README's first command: the whole loop on the embedded PostgreSQL, through the real Airflow CLI.
+
+One data folder holds everything: the PostgreSQL cluster (databases ``airflow``, ``shop`` and
+``warehouse``), ``AIRFLOW_HOME``, and the logs of each DAG run. Each DAG runs with ``airflow dags test``
+for the demo's "now", in the loop's order, so what the user sees is what a scheduler would do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from smarketing_tasks.paths import PROJECT_ROOT
+
+Say = Callable[[str], None]
+
+# The loop's DAGs in the order `airflow dags test` runs them (DESIGN.md section 4).
+DEMO_DAGS: list[str] = ["smarketing_ingest"]
+DATABASES = ("airflow", "shop", "warehouse")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_dir: Path
+    customers: int
+    days: int
+    seed: int
+    end: datetime
+    fresh: bool = False
+
+
+def airflow_environment(data_dir: Path, server_url: Callable[[str], str]) -> dict[str, str]:
+    """Environment for Airflow on the embedded server: AIRFLOW_HOME, metadata DB and the contract's connections."""
+    from smarketing_tasks.db import normalize_url
+
+    return {
+        "AIRFLOW_HOME": str(data_dir / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": normalize_url(server_url("airflow")),
+        "AIRFLOW_CONN_SMARKETING_WAREHOUSE": server_url("warehouse").replace("postgresql://", "postgres://"),
+        "AIRFLOW_CONN_SMARKETING_SHOP": server_url("shop").replace("postgresql://", "postgres://"),
+        "SMARKETING_DATA_DIR": str(data_dir),
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def _step(say: Say, number: int, total: int, text: str) -> float:
+    say(f"[{number}/{total}] {text}")
+    return time.perf_counter()
+
+
+def run_demo(options: DemoOptions, say: Say) -> int:
+    from smarketing_tasks import embedded
+    from smarketing_tasks.db import drop_database, ensure_database, make_engine
+    from smarketing_tasks.demo_shop import ShopSpec, generate, write_shop
+    from smarketing_tasks.migrations import migrate
+
+    data_dir = options.data_dir.resolve()
+    total = 5 + len(DEMO_DAGS)
+    started = _step(say, 1, total, f"starting the embedded PostgreSQL in {data_dir / 'postgres'}")
+    server = embedded.ensure_running(data_dir / "postgres")
+    say(f"      listening on 127.0.0.1:{server.port} ({time.perf_counter() - started:.1f}s)")
+
+    _step(say, 2, total, "creating databases " + ", ".join(DATABASES) + (" (fresh)" if options.fresh else ""))
+    fresh_shop = options.fresh
+    for name in DATABASES:
+        if options.fresh:
+            drop_database(server.url(), name)
+        created = ensure_database(server.url(), name)
+        fresh_shop = fresh_shop or (name == "shop" and created)
+
+    env = {**os.environ, **airflow_environment(data_dir, server.url)}
+    (data_dir / "airflow").mkdir(parents=True, exist_ok=True)
+    env_file = data_dir / "airflow.env"
+    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in airflow_environment(data_dir, server.url).items()))
+
+    shop = make_engine(server.url("shop"))
+    warehouse = make_engine(server.url("warehouse"))
+    if fresh_shop:
+        step = _step(say, 3, total, f"generating the demo shop: {options.customers:,} customers over {options.days} "
+                     f"days to {options.end:%Y-%m-%d} (seed {options.seed})")
+        spec = ShopSpec(customers=options.customers, days=options.days, end=options.end, seed=options.seed,
+                        bad_row_share=0.002)
+        counts = write_shop(shop, generate(spec))
+        say("      " + ", ".join(f"{n:,} {t}" for t, n in counts.items()) + f" ({time.perf_counter() - step:.1f}s)")
+    else:
+        _step(say, 3, total, "demo shop exists; keeping it (use --fresh to regenerate)")
+
+    _step(say, 4, total, "migrating the warehouse schema")
+    applied = migrate(warehouse)
+    say(f"      {len(applied)} migration(s) applied" if applied else "      up to date")
+
+    step = _step(say, 5, total, "migrating the Airflow metadata database")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    _run([airflow, "db", "migrate"], env, data_dir / "logs" / "airflow-db-migrate.log")
+    say(f"      done ({time.perf_counter() - step:.1f}s)")
+
+    logical = options.end.isoformat()
+    for number, dag_id in enumerate(DEMO_DAGS, start=6):
+        step = _step(say, number, total, f"airflow dags test {dag_id} {logical}")
+        log = data_dir / "logs" / f"{dag_id}.log"
+        ok = _run([airflow, "dags", "test", dag_id, logical], env, log, check=False)
+        say(f"      {'success' if ok else 'FAILED'} in {time.perf_counter() - step:.1f}s; log: {log}")
+        if not ok:
+            say(f"The loop stopped at {dag_id}. The end of its log:\n" + _tail(log, 40))
+            return 1
+
+    _summary(say, warehouse, server, data_dir, env_file)
+    return 0
+
+
+def _run(command: list[str], env: dict[str, str], log: Path, check: bool = True) -> bool:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as handle:
+        result = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed; see {log}:\n{_tail(log, 30)}")
+    return result.returncode == 0
+
+
+def _tail(path: Path, lines: int) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: Path) -> None:
+    with warehouse.connect() as conn:
+        counts = {t: conn.execute(sa.text(f"select count(*) from smarketing.{t}")).scalar()
+                  for t in ("customers", "orders", "order_items", "quarantine")}
+        statuses = conn.execute(sa.text("select status, count(*) from smarketing.orders group by 1 order by 2 desc")).all()
+        reasons = conn.execute(sa.text(
+            "select dataset, rule, count(*) from smarketing.quarantine group by 1, 2 order by 3 desc limit 8")).all()
+    say("")
+    say("The loop ran. What it did:")
+    say(f"  purchases: {counts['customers']:,} customers, {counts['orders']:,} orders, {counts['order_items']:,} lines "
+        f"in the warehouse (schema smarketing)")
+    say("  orders by status: " + ", ".join(f"{s} {n:,}" for s, n in statuses))
+    say(f"  quarantined: {counts['quarantine']:,} rows with reasons" + ("" if not reasons else ":"))
+    for dataset, rule, n in reasons:
+        say(f"    {dataset:<12} {rule:<28} {n:,}")
+    say("")
+    say("Where to look:")
+    say(f"  warehouse:  psql {server.url('warehouse')}   (schemas smarketing, marketing)")
+    say(f"  shop:       psql {server.url('shop')}   (schema shop)")
+    say(f"  DAG logs:   {data_dir / 'logs'}")
+    say(f"  Airflow UI: source {env_file} && airflow standalone   (then http://localhost:8080)")

@@ -1,0 +1,258 @@
+"""A demo shop with realistic post-purchase behaviour, deterministic for a seed.
+
+Customers in several countries and time zones with consent flags; first purchases spread over the period
+and repeat buyers; orders that ship after 0-3 days and arrive 1-10 days later, some never reporting a
+delivery, some returned or cancelled; a few discount codes; and, optionally, a small share of broken rows
+of the kinds real shop systems produce, so the quarantine has something to show.
+Vectorised with NumPy so that a million orders take seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+
+COUNTRIES = (
+    # country, time zone, phone prefix, currency, share
+    ("US", "America/New_York", "+1", "USD", 0.22),
+    ("US", "America/Chicago", "+1", "USD", 0.10),
+    ("US", "America/Los_Angeles", "+1", "USD", 0.12),
+    ("GB", "Europe/London", "+44", "GBP", 0.14),
+    ("DE", "Europe/Berlin", "+49", "EUR", 0.12),
+    ("FR", "Europe/Paris", "+33", "EUR", 0.08),
+    ("CA", "America/Toronto", "+1", "CAD", 0.07),
+    ("AU", "Australia/Sydney", "+61", "AUD", 0.07),
+    ("JP", "Asia/Tokyo", "+81", "JPY", 0.04),
+    ("IN", "Asia/Kolkata", "+91", "INR", 0.04),
+)
+
+PRODUCTS = (
+    ("SKU-TEE-001", "Organic cotton tee", 24.00), ("SKU-TEE-002", "Heavyweight pocket tee", 32.00),
+    ("SKU-HOO-001", "Recycled fleece hoodie", 68.00), ("SKU-HOO-002", "Zip hoodie", 74.00),
+    ("SKU-JKT-001", "Packable rain jacket", 129.00), ("SKU-JKT-002", "Quilted liner jacket", 149.00),
+    ("SKU-PNT-001", "Everyday chino", 79.00), ("SKU-PNT-002", "Trail pant", 89.00),
+    ("SKU-SHO-001", "Canvas sneaker", 65.00), ("SKU-SHO-002", "Trail runner", 139.00),
+    ("SKU-SOC-001", "Merino socks (3 pairs)", 29.00), ("SKU-SOC-002", "Ankle socks (5 pairs)", 19.00),
+    ("SKU-BAG-001", "Roll-top backpack", 110.00), ("SKU-BAG-002", "Canvas tote", 28.00),
+    ("SKU-CAP-001", "Six-panel cap", 26.00), ("SKU-BEA-001", "Rib beanie", 22.00),
+    ("SKU-BTL-001", "Insulated bottle", 35.00), ("SKU-MUG-001", "Enamel camp mug", 18.00),
+    ("SKU-GLV-001", "Touchscreen gloves", 31.00), ("SKU-SCF-001", "Wool scarf", 45.00),
+)
+# Catalogue prices are in USD; other currencies get a rounded local price.
+PRICE_FACTOR = {"USD": 1.0, "GBP": 0.8, "EUR": 0.9, "CAD": 1.4, "AUD": 1.5, "JPY": 150.0, "INR": 85.0}
+DISCOUNT_CODES = ("WELCOME10", "SPRING15", "FRIENDS20", "VIP25")
+
+
+@dataclass(frozen=True)
+class ShopSpec:
+    customers: int = 2_000
+    days: int = 120
+    end: datetime = datetime(2026, 11, 22, tzinfo=UTC)
+    seed: int = 7
+    repeat_rate: float = 0.45  # chance a customer orders again after each order
+    bad_row_share: float = 0.0  # share of customers/orders deliberately broken
+
+
+def generate(spec: ShopSpec) -> dict[str, pd.DataFrame]:
+    """Build customers, orders and order items as typed DataFrames in the reference columns."""
+    import numpy as np
+    import pandas as pd
+
+    if spec.end.tzinfo is None:
+        raise ValueError("ShopSpec.end must be timezone-aware")
+    rng = np.random.default_rng(spec.seed)
+    end = pd.Timestamp(spec.end)
+    start = end - pd.Timedelta(days=spec.days)
+    n = spec.customers
+
+    customers = _customers(rng, n, start, end)
+    orders = _orders(rng, customers, spec, start, end)
+    items = _items(rng, orders)
+    orders["total_amount"] = (
+        items.assign(line=items["quantity"] * items["unit_price"]).groupby("order_id")["line"].sum()
+        .reindex(orders["order_id"]).to_numpy()
+    )
+    discounted = orders["discount_code"].notna().to_numpy()
+    orders.loc[discounted, "total_amount"] = (orders.loc[discounted, "total_amount"] * 0.85).round(2)
+    tables = {"customers": customers, "orders": orders, "order_items": items}
+    if spec.bad_row_share > 0:
+        tables = break_some_rows(tables, spec.bad_row_share, rng)
+    return tables
+
+
+def _customers(rng: np.random.Generator, n: int, start, end) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+    from faker import Faker
+
+    fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR"])
+    fake.seed_instance(int(rng.integers(0, 2**31)))
+    first_names = np.array([fake.first_name() for _ in range(400)])
+    last_names = np.array([fake.last_name().lower().replace(" ", "").replace("'", "") for _ in range(400)])
+    shares = np.array([c[4] for c in COUNTRIES])
+    region = rng.choice(len(COUNTRIES), size=n, p=shares / shares.sum())
+    ids = np.arange(1, n + 1)
+    first = first_names[rng.integers(0, len(first_names), n)]
+    last = last_names[rng.integers(0, len(last_names), n)]
+    import unicodedata
+
+    ascii_first = np.array([unicodedata.normalize("NFKD", f).encode("ascii", "ignore").decode().lower() for f in first])
+    emails = pd.Series(ascii_first).str.cat(pd.Series(last), sep=".") + pd.Series(ids.astype(str)) + "@example.com"
+    prefixes = np.array([c[2] for c in COUNTRIES])[region]
+    phones = pd.Series(prefixes) + " " + pd.Series(rng.integers(200_000_000, 999_999_999, n).astype(str))
+    created = start + pd.to_timedelta(rng.uniform(0, (end - start).total_seconds(), n), unit="s")
+    created = created.floor("s")
+    return pd.DataFrame({
+        "customer_id": pd.Series(ids).map("C{:07d}".format),
+        "email": emails,
+        "first_name": first,
+        "phone": phones,
+        "country": np.array([c[0] for c in COUNTRIES])[region],
+        "time_zone": np.array([c[1] for c in COUNTRIES])[region],
+        "accepts_marketing": rng.random(n) < 0.72,
+        "accepts_sms": rng.random(n) < 0.35,
+        "created_at": created,
+        "updated_at": created,
+        "_currency": np.array([c[3] for c in COUNTRIES])[region],
+    })
+
+
+def _orders(rng: np.random.Generator, customers: pd.DataFrame, spec: ShopSpec, start, end) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    n = len(customers)
+    # Orders per customer: 1 + geometric repeats, so most buy once and a loyal tail buys often.
+    counts = 1 + rng.geometric(1 - spec.repeat_rate, n) - 1
+    owner = np.repeat(np.arange(n), counts)
+    first_at = customers["created_at"].to_numpy()[owner]
+    gaps_days = rng.exponential(25, len(owner))
+    order_rank = np.concatenate([np.arange(c) for c in counts]) if n else np.array([], dtype=int)
+    offsets = pd.Series(gaps_days).groupby(owner).cumsum().to_numpy() - gaps_days[0:0].sum()
+    offsets = np.where(order_rank == 0, 0.0, offsets)
+    ordered = pd.DatetimeIndex(first_at) + pd.to_timedelta(offsets, unit="D")
+    keep = ordered <= end
+    owner, ordered = owner[keep], ordered[keep]
+    m = len(owner)
+    ordered = ordered.floor("s")
+
+    ship_after = pd.to_timedelta(rng.uniform(0.1, 3.0, m), unit="D")
+    deliver_after = pd.to_timedelta(rng.integers(1, 11, m) + rng.uniform(0, 0.9, m), unit="D")
+    return_after = pd.to_timedelta(rng.uniform(3, 25, m), unit="D")
+    cancelled = rng.random(m) < 0.03
+    lost_delivery_event = rng.random(m) < 0.06
+    returned = rng.random(m) < 0.05
+
+    shipped = (ordered + ship_after).floor("s")
+    delivered = (shipped + deliver_after).floor("s")
+    returned_at = (delivered + return_after).floor("s")
+
+    status = np.full(m, "placed", dtype=object)
+    shipped_ok = (~cancelled) & (shipped <= end)
+    delivered_ok = shipped_ok & (~lost_delivery_event) & (delivered <= end)
+    returned_ok = delivered_ok & returned & (returned_at <= end)
+    status[shipped_ok] = "shipped"
+    status[delivered_ok] = "delivered"
+    status[returned_ok] = "returned"
+    cancel_at = (ordered + pd.to_timedelta(rng.uniform(0.01, 0.5, m), unit="D")).floor("s")
+    cancelled_ok = cancelled & (cancel_at <= end)
+    status[cancelled_ok] = "cancelled"
+
+    updated = pd.Series(ordered)
+    updated = updated.where(~shipped_ok, pd.Series(shipped))
+    updated = updated.where(~delivered_ok, pd.Series(delivered))
+    updated = updated.where(~returned_ok, pd.Series(returned_at))
+    updated = updated.where(~cancelled_ok, pd.Series(cancel_at))
+
+    codes = np.where(rng.random(m) < 0.1, rng.choice(np.array(DISCOUNT_CODES), m), None)
+    frame = pd.DataFrame({
+        "order_id": "",
+        "customer_id": customers["customer_id"].to_numpy()[owner],
+        "ordered_at": ordered,
+        "status": status,
+        "shipped_at": pd.Series(shipped).where(shipped_ok),
+        "delivered_at": pd.Series(delivered).where(delivered_ok),
+        "total_amount": 0.0,
+        "currency": customers["_currency"].to_numpy()[owner],
+        "discount_code": codes,
+        "updated_at": updated,
+    })
+    frame = frame.sort_values("ordered_at", kind="stable").reset_index(drop=True)
+    frame["order_id"] = [f"O{i:08d}" for i in range(1, m + 1)]
+    return frame
+
+
+def _items(rng: np.random.Generator, orders: pd.DataFrame) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    m = len(orders)
+    lines = rng.choice([1, 1, 1, 2, 2, 3, 4], m)
+    order_index = np.repeat(np.arange(m), lines)
+    line_no = np.concatenate([np.arange(1, k + 1) for k in lines]) if m else np.array([], dtype=int)
+    product = rng.integers(0, len(PRODUCTS), len(order_index))
+    return pd.DataFrame({
+        "order_id": orders["order_id"].to_numpy()[order_index],
+        "line_no": line_no,
+        "sku": np.array([p[0] for p in PRODUCTS])[product],
+        "product_name": np.array([p[1] for p in PRODUCTS])[product],
+        "quantity": rng.choice([1, 1, 1, 1, 2, 3], len(order_index)),
+        "unit_price": np.array([p[2] for p in PRODUCTS])[product]
+        * orders["currency"].map(PRICE_FACTOR).fillna(1.0).to_numpy()[order_index],
+    })
+
+
+def break_some_rows(tables: dict[str, pd.DataFrame], share: float, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """Damage a share of rows the way real sources do (each kind once at least), to exercise the quarantine."""
+    import pandas as pd
+
+    customers = tables["customers"].copy()
+    orders = tables["orders"].copy()
+    customers["email"] = customers["email"].astype(object)
+    for column in ("status", "currency", "customer_id"):
+        orders[column] = orders[column].astype(object)
+    for column in ("total_amount",):
+        orders[column] = orders[column].astype(object)
+    k_customers = max(1, int(len(customers) * share))
+    k_orders = max(4, int(len(orders) * share))
+    picks = rng.choice(len(customers), size=min(k_customers, len(customers)), replace=False)
+    customers.loc[customers.index[picks], "email"] = "not-an-email"
+    order_picks = rng.choice(len(orders), size=min(k_orders, len(orders)), replace=False)
+    kinds = ("negative_total", "unknown_status", "missing_customer", "delivered_before_shipped")
+    for number, index in enumerate(orders.index[order_picks]):
+        kind = kinds[number % len(kinds)]
+        if kind == "negative_total":
+            orders.at[index, "total_amount"] = -abs(float(orders.at[index, "total_amount"]) or 1.0)
+        elif kind == "unknown_status":
+            orders.at[index, "status"] = "lost_in_space"
+        elif kind == "missing_customer":
+            orders.at[index, "customer_id"] = None
+        else:
+            orders.at[index, "delivered_at"] = orders.at[index, "ordered_at"] - pd.Timedelta(days=2)
+            orders.at[index, "status"] = "delivered"
+    return {**tables, "customers": customers, "orders": orders}
+
+
+def write_shop(engine: sa.Engine, tables: dict[str, pd.DataFrame], replace: bool = True) -> dict[str, int]:
+    """Create the reference schema in the shop database and COPY the tables in."""
+    from smarketing_tasks.db import copy_frame
+    from smarketing_tasks.paths import SQL_DIR
+    from smarketing_tasks.schema import SOURCE_COLUMNS
+
+    counts: dict[str, int] = {}
+    with engine.begin() as conn:
+        if replace:
+            conn.exec_driver_sql("drop schema if exists shop cascade")
+        conn.exec_driver_sql((SQL_DIR / "shop" / "create_reference_schema.sql").read_text())
+        for dataset, frame in tables.items():
+            columns = [c for c in SOURCE_COLUMNS[dataset] if c in frame.columns and not (
+                dataset == "order_items" and c == "updated_at")]
+            counts[dataset] = copy_frame(conn, f"shop.{dataset}", frame, columns)
+        conn.exec_driver_sql("analyze")
+    return counts

@@ -1,0 +1,70 @@
+"""The reference schema in a PostgreSQL database (schema ``shop``), streamed out with COPY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from smarketing_tasks.schema import CHANGE_COLUMN, SOURCE_COLUMNS
+from smarketing_tasks.sources.base import Window
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
+
+def _literal(moment) -> str:
+    return f"'{moment.isoformat()}'::timestamptz"
+
+
+class ReferenceSqlSource:
+    """Reads schema ``shop`` of the shop database (Airflow connection ``smarketing_shop``)."""
+
+    def __init__(self, url_or_engine: str | sa.Engine, schema: str = "shop", name: str = "shop") -> None:
+        self._url_or_engine = url_or_engine
+        self._engine: sa.Engine | None = None
+        self.schema = schema
+        self.name = name
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            from smarketing_tasks.db import make_engine
+
+            self._engine = (
+                make_engine(self._url_or_engine) if isinstance(self._url_or_engine, str) else self._url_or_engine
+            )
+        return self._engine
+
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(SOURCE_COLUMNS)
+
+    def query(self, dataset: str, window: Window) -> str:
+        """The SELECT for one dataset and window (all columns cast to text in reference order)."""
+        columns = SOURCE_COLUMNS[dataset]
+        change = CHANGE_COLUMN[dataset]
+        if dataset == "order_items":
+            # Items change with their order: select the items of orders changed in the window.
+            select = ", ".join(f"i.{c}::text" for c in columns if c != "updated_at") + ", o.updated_at::text"
+            source = f"{self.schema}.order_items i join {self.schema}.orders o on o.order_id = i.order_id"
+            change_expr = "o.updated_at"
+        else:
+            select = ", ".join(f"{c}::text" for c in columns)
+            source = f"{self.schema}.{dataset}"
+            change_expr = change
+        conditions = [f"({change_expr} <= {_literal(window.until)} or {change_expr} is null)"]
+        if window.since is not None:
+            conditions.append(f"({change_expr} > {_literal(window.since)} or {change_expr} is null)")
+        return f"select {select} from {source} where {' and '.join(conditions)}"
+
+    def read(self, dataset: str, window: Window, batch_rows: int) -> Iterator[pd.DataFrame]:
+        from smarketing_tasks.db import copy_query_to_frames
+
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("set time zone 'UTC'")
+            exists = conn.exec_driver_sql(f"select to_regclass('{self.schema}.{dataset}')").scalar()
+            if exists is None:
+                return
+            for frame in copy_query_to_frames(conn, self.query(dataset, window), batch_rows):
+                frame.columns = list(SOURCE_COLUMNS[dataset])
+                yield frame
