@@ -94,7 +94,8 @@ def _customers(rng: np.random.Generator, n: int, start, end) -> pd.DataFrame:
     fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR"])
     fake.seed_instance(int(rng.integers(0, 2**31)))
     first_names = np.array([fake.first_name() for _ in range(400)])
-    last_names = np.array([fake.last_name().lower().replace(" ", "").replace("'", "") for _ in range(400)])
+    last_names = np.array(["".join(ch for ch in fake.last_name().lower() if ch.isascii() and ch.isalnum()) or "x"
+                           for _ in range(400)])
     shares = np.array([c[4] for c in COUNTRIES])
     region = rng.choice(len(COUNTRIES), size=n, p=shares / shares.sum())
     ids = np.arange(1, n + 1)
@@ -102,7 +103,10 @@ def _customers(rng: np.random.Generator, n: int, start, end) -> pd.DataFrame:
     last = last_names[rng.integers(0, len(last_names), n)]
     import unicodedata
 
-    ascii_first = np.array([unicodedata.normalize("NFKD", f).encode("ascii", "ignore").decode().lower() for f in first])
+    ascii_first = np.array([
+        "".join(ch for ch in unicodedata.normalize("NFKD", f).encode("ascii", "ignore").decode().lower() if ch.isalnum())
+        for f in first
+    ])
     emails = pd.Series(ascii_first).str.cat(pd.Series(last), sep=".") + pd.Series(ids.astype(str)) + "@example.com"
     prefixes = np.array([c[2] for c in COUNTRIES])[region]
     phones = pd.Series(prefixes) + " " + pd.Series(rng.integers(200_000_000, 999_999_999, n).astype(str))

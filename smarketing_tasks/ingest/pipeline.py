@@ -190,7 +190,8 @@ def ingest_dataset(
                 sa.text(
                     "insert into smarketing.watermarks (source, dataset, high_watermark) values (:s, :d, :h) "
                     "on conflict (source, dataset) do update set high_watermark = "
-                    "greatest(smarketing.watermarks.high_watermark, excluded.high_watermark), updated_at = now()"
+                    "excluded.high_watermark, updated_at = now() "
+                    "where excluded.high_watermark > smarketing.watermarks.high_watermark"
                 ),
                 {"s": source.name, "d": dataset, "h": high},
             )
