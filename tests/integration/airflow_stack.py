@@ -1,0 +1,246 @@
+"""A real Airflow deployment in processes: api-server, scheduler, dag-processor, triggerer (and Celery workers).
+
+What the docker-compose stack runs in containers, started here as separate OS processes on the test
+PostgreSQL, so that the loop's DAGs are exercised by the real scheduler instead of ``dag.test()``:
+Asset events from one DAG start the next, tasks run in the executor's own subprocesses, and the REST
+API is the only way the test talks to Airflow.
+
+Every process is started in its own session (process group); ``stop()`` terminates each group by its
+id, waits, kills what is left, and reports any process that survived so the test can fail on leaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+AIRFLOW = str(VENV_BIN / "airflow")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 1.0,
+             on_timeout: Callable[[], str] | None = None) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` (and diagnostics) on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError) as error:  # component still starting
+            last_error = error
+        time.sleep(every_s)
+    details = on_timeout() if on_timeout else ""
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last error: {last_error})\n{details}")
+
+
+@dataclass
+class AirflowStack:
+    """One Airflow deployment: its environment, its processes and a REST client."""
+
+    home: Path
+    metadata_url: str
+    executor: str
+    connections: dict[str, str]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        self.env = self._environment()
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def _environment(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+        env = {
+            **base,
+            "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "dags")]),
+            "PYTHONWARNINGS": "ignore",
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            # Every component signs and checks task tokens with the same secret.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # The test unpauses the DAGs itself, as an operator would after deploying.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # Only the runs the test triggers (and the Asset-driven runs they cause): no cron runs for "now".
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **{f"AIRFLOW_CONN_{conn_id.upper()}": uri for conn_id, uri in self.connections.items()},
+        }
+        env.update(self.extra_env)
+        return env
+
+    # -- processes ---------------------------------------------------------------------------------
+
+    def airflow(self, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command to completion in this deployment's environment."""
+        result = subprocess.run([AIRFLOW, *args], env=self.env, cwd=ROOT, capture_output=True, text=True,
+                                timeout=timeout_s)
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = (self.home / "logs" / f"{name}.log").open("w")
+        process = subprocess.Popen([AIRFLOW, *args], env={**self.env, **(env or {})}, cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start_core(self) -> None:
+        self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
+        self.start("scheduler", "scheduler")
+        self.start("dag-processor", "dag-processor")
+        self.start("triggerer", "triggerer")
+
+    def assert_running(self) -> None:
+        dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"components exited early: {dead}\n{self.log_tails()}")
+
+    def log_tails(self, lines: int = 25) -> str:
+        out = []
+        for name in self.processes:
+            path = self.home / "logs" / f"{name}.log"
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            out.append(f"--- {name} ---\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def stop(self, grace_s: float = 30) -> list[str]:
+        """Stop every process (and its children) by process group; returns descriptions of survivors."""
+        import psutil
+
+        tree: list[psutil.Process] = []
+        for process in self.processes.values():
+            try:
+                parent = psutil.Process(process.pid)
+                tree += [parent, *parent.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        _, alive = psutil.wait_procs(tree, timeout=max(1.0, deadline - time.monotonic()))
+        survivors = []
+        for leftover in alive:
+            try:
+                survivors.append(f"{leftover.pid} {' '.join(leftover.cmdline()[:4])}")
+                leftover.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.api.close()
+        return survivors
+
+    # -- REST API ----------------------------------------------------------------------------------
+
+    def get(self, path: str, **params: Any) -> dict:
+        response = self.api.get(f"/api/v2{path}", params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_until_serving(self, timeout_s: float = 120) -> None:
+        def healthy():
+            self.assert_running()
+            health = self.api.get("/api/v2/monitor/health").json()
+            return health["metadatabase"]["status"] == "healthy" and health["scheduler"]["status"] == "healthy"
+
+        wait_for("the api-server and a healthy scheduler", healthy, timeout_s, on_timeout=self.log_tails)
+
+    def wait_for_dags(self, required: set[str], timeout_s: float = 120) -> dict[str, dict]:
+        """Wait until the dag-processor has serialised every DAG in ``required``; return all smarketing DAGs."""
+        def parsed():
+            self.assert_running()
+            dags = {d["dag_id"]: d for d in self.get("/dags", limit=100)["dags"]}
+            return dags if required <= set(dags) else None
+
+        return wait_for(f"DAGs {sorted(required)} to be parsed", parsed, timeout_s, on_timeout=self.log_tails)
+
+    def dag_details(self, dag_id: str) -> dict:
+        return self.get(f"/dags/{dag_id}/details")
+
+    def unpause(self, dag_id: str) -> None:
+        self.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None) -> dict:
+        response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns",
+                                 json={"logical_date": logical_date, "conf": conf or {}})
+        response.raise_for_status()
+        return response.json()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
+
+    def wait_for_run(self, dag_id: str, timeout_s: float, run_id: str | None = None,
+                     run_type: str | None = None) -> dict:
+        """Wait until a run of ``dag_id`` (a given one, or any of ``run_type``) has finished; fail unless success."""
+        def finished():
+            self.assert_running()
+            for run in self.runs(dag_id):
+                if (run_id and run["dag_run_id"] != run_id) or (run_type and run["run_type"] != run_type):
+                    continue
+                if run["state"] in ("success", "failed"):
+                    return run
+            return None
+
+        run = wait_for(f"a finished run of {dag_id}", finished, timeout_s, every_s=2,
+                       on_timeout=lambda: self.describe_runs(dag_id))
+        if run["state"] != "success":
+            raise AssertionError(f"{dag_id} run {run['dag_run_id']} {run['state']}:\n{self.describe_runs(dag_id)}")
+        return run
+
+    def describe_runs(self, dag_id: str) -> str:
+        lines = []
+        try:
+            for run in self.runs(dag_id):
+                lines.append(f"{dag_id} {run['dag_run_id']} {run['run_type']} {run['state']}")
+                for ti in self.task_instances(dag_id, run["dag_run_id"]):
+                    lines.append(f"    {ti['task_id']}[{ti['map_index']}] {ti['state']} on {ti.get('hostname')}")
+        except httpx.HTTPError as error:
+            lines.append(f"(API error: {error})")
+        return "\n".join(lines) + "\n" + self.log_tails(15)

@@ -1,0 +1,204 @@
+"""The loop under a real Airflow deployment: separate api-server, scheduler, dag-processor and triggerer
+processes on PostgreSQL, first with the LocalExecutor, then with the CeleryExecutor and two Celery workers
+on the real Redis.
+
+The test acts like an operator: it waits for the DAGs to be parsed, unpauses them, triggers
+``smarketing_ingest`` through the REST API and waits until the DAGs scheduled on Assets have been started
+by the scheduler (run type ``asset_triggered``) and succeeded, then reads the warehouse. It discovers the
+loop's DAGs from the ``dags/`` folder and their schedules from the API, so it covers every contract DAG
+that exists: a time-scheduled one (other than ingest) is triggered too, an Asset-scheduled one is awaited.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import DEMO_END
+from tests.integration.airflow_stack import ROOT, AirflowStack, free_port, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(420)]
+
+LOOP_DAG_IDS = ["smarketing_ingest", "smarketing_outreach", "smarketing_responses", "smarketing_score"]
+REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own, apart from anything else on this Redis
+RUN_TIMEOUT_S = 150
+
+
+def _loop_dags() -> list[str]:
+    return [dag_id for dag_id in LOOP_DAG_IDS if (ROOT / "dags" / f"{dag_id}.py").exists()]
+
+
+def _redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def loop_databases(make_database) -> dict[str, str]:
+    """Fresh metadata, shop (with a small demo shop) and warehouse databases."""
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.demo_shop import ShopSpec, generate, write_shop
+
+    urls = {name: make_database(f"e2e_{name}") for name in ("airflow", "shop", "warehouse")}
+    shop = make_engine(urls["shop"])
+    write_shop(shop, generate(ShopSpec(customers=150, days=45, end=DEMO_END, seed=5)))
+    shop.dispose()
+    return urls
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server (aiosmtpd) that keeps what it receives, for DAGs that send email."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    controller = Controller(Keep(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, received
+    controller.stop()
+
+
+def _connections(urls: dict[str, str], smtp_port: int) -> dict[str, str]:
+    import json
+
+    postgres = {conn_id: urls[name].replace("postgresql://", "postgres://")
+                for conn_id, name in (("smarketing_warehouse", "warehouse"), ("smarketing_shop", "shop"))}
+    smtp = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port, "login": "", "password": "",
+                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "loop@shop.test"}})
+    return {**postgres, "smarketing_smtp": smtp}
+
+
+def _forget_queue(queue: str) -> None:
+    """Remove this test's queue bindings from the Redis database (the queue itself is empty by now)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"*{queue}*"):
+        client.delete(key)
+    client.close()
+
+
+def _metadata_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://")
+
+
+def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
+    """Unpause, trigger ingest by REST, wait for every Asset-driven DAG; returns task instances per DAG."""
+    loop = _loop_dags()
+    stack.wait_until_serving()
+    stack.wait_for_dags(set(loop))
+    details = {dag_id: stack.dag_details(dag_id) for dag_id in loop}
+    asset_driven = [d for d in loop if details[d].get("asset_expression")]
+    time_driven = [d for d in loop if d not in asset_driven]
+    assert "smarketing_ingest" in time_driven
+
+    for dag_id in loop:
+        stack.unpause(dag_id)
+    logical = DEMO_END.isoformat()
+    triggered = {dag_id: stack.trigger(dag_id, logical)["dag_run_id"] for dag_id in time_driven}
+
+    task_instances = {}
+    for dag_id, run_id in triggered.items():
+        run = stack.wait_for_run(dag_id, RUN_TIMEOUT_S, run_id=run_id)
+        assert run["run_type"] == "manual"
+        task_instances[dag_id] = stack.task_instances(dag_id, run_id)
+    for dag_id in asset_driven:
+        run = stack.wait_for_run(dag_id, RUN_TIMEOUT_S, run_type="asset_triggered")
+        task_instances[dag_id] = stack.task_instances(dag_id, run["dag_run_id"])
+    return task_instances
+
+
+def _check_warehouse(warehouse_url: str, task_instances: dict[str, list[dict]]) -> None:
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(warehouse_url)
+    with engine.connect() as conn:
+        def count(table: str) -> int:
+            return conn.execute(sa.text(f"select count(*) from {table}")).scalar_one()
+
+        assert count("smarketing.orders") > 0
+        assert count("smarketing.customers") > 0
+        assert count("smarketing.watermarks") == 3
+        marts = conn.execute(sa.text(
+            "select table_name from information_schema.tables where table_schema = 'marketing'")).scalars().all()
+        if "smarketing_score" in task_instances:
+            assert "advocates" in marts
+            assert count("marketing.advocates") > 0
+        if "smarketing_outreach" in task_instances:
+            assert count("smarketing.outreach_messages") > 0
+    engine.dispose()
+    for dag_id, tis in task_instances.items():
+        assert tis, f"{dag_id} ran no tasks"
+        assert {ti["state"] for ti in tis} <= {"success", "skipped"}, f"{dag_id}: {tis}"
+
+
+def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop_databases, smtp_sink):
+    stack = AirflowStack(home=tmp_path / "airflow", metadata_url=_metadata_url(loop_databases["airflow"]),
+                         executor="LocalExecutor", connections=_connections(loop_databases, smtp_sink[0]),
+                         extra_env={"SMARKETING_DATA_DIR": str(tmp_path / "data")})
+    try:
+        stack.airflow("db", "migrate")
+        stack.start_core()
+        task_instances = _run_loop(stack)
+    finally:
+        survivors = stack.stop()
+    assert survivors == [], f"processes outlived the stack: {survivors}"
+    _check_warehouse(loop_databases["warehouse"], task_instances)
+    ingest = task_instances["smarketing_ingest"]
+    assert sorted(ti["task_id"] for ti in ingest) == [
+        "ingest", "ingest", "ingest", "migrate_warehouse", "publish_purchases"]
+
+
+@pytest.mark.skipif(not _redis_available(), reason="needs the Redis at 127.0.0.1:6379")
+def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_sink):
+    # A queue of its own, so a concurrent run of this test (or anything else on the Redis) cannot steal tasks.
+    queue = f"smarketing_e2e_{uuid.uuid4().hex[:8]}"
+    metadata = _metadata_url(loop_databases["airflow"])
+    stack = AirflowStack(
+        home=tmp_path / "airflow", metadata_url=metadata, executor="CeleryExecutor",
+        connections=_connections(loop_databases, smtp_sink[0]),
+        extra_env={
+            "SMARKETING_DATA_DIR": str(tmp_path / "data"),
+            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + loop_databases["airflow"],
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            # Each worker names itself in task_instance.hostname (both share this machine's hostname).
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.integration.worker_identity.worker_name",
+        },
+    )
+    workers = ["worker-a", "worker-b"]
+    try:
+        stack.airflow("db", "migrate")
+        stack.start_core()
+        for name in workers:
+            stack.start(name, "celery", "worker", "--queues", queue, "--concurrency", "1",
+                        "--celery-hostname", f"{name}@%h", "--skip-serve-logs",
+                        env={"SMARKETING_WORKER_NAME": name})
+        wait_for("both Celery workers to be ready", lambda: all(
+            " ready." in (stack.home / "logs" / f"{name}.log").read_text(errors="replace") for name in workers),
+            120, on_timeout=stack.log_tails)
+        task_instances = _run_loop(stack)
+    finally:
+        survivors = stack.stop()
+        _forget_queue(queue)
+    assert survivors == [], f"processes outlived the stack: {survivors}"
+    _check_warehouse(loop_databases["warehouse"], task_instances)
+
+    ingest_hosts = {ti["hostname"] for ti in task_instances["smarketing_ingest"]}
+    assert ingest_hosts == set(workers), f"one run's tasks should be shared by both workers, got {ingest_hosts}"
+    all_hosts = {ti["hostname"] for tis in task_instances.values() for ti in tis if ti["state"] == "success"}
+    assert all_hosts == set(workers)
