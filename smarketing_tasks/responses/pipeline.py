@@ -1,0 +1,315 @@
+"""Incremental, idempotent load of responses: window from the watermark, validate, check, attribute, upsert.
+
+Per batch, in one transaction: shape rules in Python (``validate``), then the batch is COPYed into a
+temporary stage where SQL resolves customers (by id, reviewer email, order, token or referral code),
+rejects what the warehouse contradicts (unknown customer, order, sku; a review received twice),
+attributes each response to the ask that produced it (token first, else the latest ask to the same
+customer and order within ``attribution_window``), upserts it, and — for unsubscribes, hard bounces and
+complaints — writes the suppression at once, so the very next outreach planning honours it.
+The watermark moves after the last batch; reruns of any interval leave the tables as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from smarketing_tasks.db import copy_frame
+from smarketing_tasks.ingest.pipeline import IngestResult, quarantine_rows, read_watermark
+from smarketing_tasks.ingest.validate import _reject_frame
+from smarketing_tasks.responses.settings import ResponsesSettings
+from smarketing_tasks.responses.validate import validate_responses
+from smarketing_tasks.sources.base import Source, Window
+
+Progress = Callable[[str], None]
+
+REVIEW_KINDS = "('review_request', 'review_reminder')"
+SHARE_KINDS = "('share_ask', 'referral_ask')"
+
+_STAGE = {
+    "reviews": "_row integer, review_id text, order_id text, customer_id text, sku text, rating smallint, "
+               "title text, body text, consent_to_publish boolean, incentivized boolean, language text, "
+               "language_source text, created_at timestamptz, token_message_id text, reviewer_email text, "
+               "message_id text, attribution text",
+    "social_posts": "_row integer, post_id text, platform text, author_handle text, customer_id text, "
+                    "referral_code text, body text, followers integer, url text, posted_at timestamptz, "
+                    "token_message_id text, message_id text, attribution text",
+    "email_events": "_row integer, event_id text, email text, phone text, customer_id text, event_type text, "
+                    "bounce_type text, channel text, message_id text, occurred_at timestamptz",
+}
+_STAGE_COLUMNS = {dataset: [part.split()[0] for part in spec.split(", ")] for dataset, spec in _STAGE.items()}
+_PRODUCT_SLUG = "trim(both '-' from regexp_replace(lower({}), '[^a-z0-9]+', '-', 'g'))"
+
+
+def signing_keys(warehouse: sa.Engine, settings: ResponsesSettings, warn: Progress = print) -> list[bytes]:
+    """The link-signing key outreach signs with (configured, or generated once in smarketing.secrets)."""
+    from smarketing_tasks.tokens import get_or_create_secret
+
+    return [get_or_create_secret(warehouse, "link_signing_key", settings.link_signing_key or None, warn=warn)]
+
+
+def _has_column(conn: sa.Connection, table: str, column: str) -> bool:
+    return bool(conn.execute(sa.text(
+        "select 1 from information_schema.columns where table_schema = 'smarketing' and table_name = :t "
+        "and column_name = :c"), {"t": table, "c": column}).scalar())
+
+
+def _rejects(conn: sa.Connection, stage: str, checks: list[tuple[str, str]]) -> list[tuple[int, str, str]]:
+    """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail."""
+    found: list[tuple[int, str, str]] = []
+    for rule, query in checks:
+        found += [(int(row), rule, reason) for row, reason in conn.exec_driver_sql(query).all()]
+    if found:
+        conn.execute(sa.text(f"delete from {stage} where _row = any(:rows)"), {"rows": sorted({r for r, _, _ in found})})
+    return found
+
+
+def _window_pick(stage: str, moment: str, kinds: str, match_order: bool) -> str:
+    """SQL that attributes unattributed stage rows to the latest matching ask sent before them in the window."""
+    order_rule = "and (s.order_id is null or m.order_id = s.order_id)" if match_order else ""
+    return f"""
+        with pick as (
+            select s._row, (select m.message_id from smarketing.outreach_messages m
+                            where m.customer_id = s.customer_id and m.status = 'sent' and m.kind in {kinds}
+                              and m.sent_at <= s.{moment} and m.sent_at > s.{moment} - (:window)::interval
+                              {order_rule}
+                            order by m.sent_at desc, m.message_id limit 1) as message_id
+            from {stage} s where s.message_id is null and s.customer_id is not null)
+        update {stage} s set message_id = pick.message_id, attribution = 'window'
+        from pick where pick._row = s._row and pick.message_id is not null"""
+
+
+def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name: str):
+    stage = "stage_reviews"
+    # Who wrote it: the id given, else the ask behind the token, else the reviewer's email, else the order.
+    conn.exec_driver_sql(f"""
+        update {stage} s set customer_id = coalesce(s.customer_id,
+            (select m.customer_id from smarketing.outreach_messages m where m.message_id = s.token_message_id),
+            (select c.customer_id from smarketing.customer_contacts c where lower(c.email) = s.reviewer_email
+             order by c.updated_at desc, c.customer_id limit 1),
+            (select o.customer_id from smarketing.orders o where o.order_id = s.order_id))
+        where s.customer_id is null""")
+    conn.exec_driver_sql(f"""
+        update {stage} s set order_id = m.order_id from smarketing.outreach_messages m
+        where s.order_id is null and m.message_id = s.token_message_id""")
+    # A product named by handle or name (platform exports) becomes the shop's sku.
+    conn.exec_driver_sql(
+        "create temporary table known_products on commit drop as select distinct on (sku) sku, "
+        + _PRODUCT_SLUG.format("product_name") + " as slug from smarketing.order_items "
+        "where sku in (select sku from stage_reviews) or " + _PRODUCT_SLUG.format("product_name")
+        + " in (select lower(sku) from stage_reviews) order by sku")
+    conn.exec_driver_sql(f"""
+        update {stage} s set sku = (select p.sku from known_products p where p.slug = lower(s.sku) order by p.sku limit 1)
+        where s.sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)
+          and exists (select 1 from known_products p where p.slug = lower(s.sku))""")
+    late = _rejects(conn, stage, [
+        ("unknown_customer", f"select _row, 'customer_id ' || quote_literal(left(customer_id, 80)) || "
+         f"' is not a known customer' from {stage} s where customer_id is not null and not exists "
+         f"(select 1 from smarketing.customers c where c.customer_id = s.customer_id)"),
+        ("unknown_order", f"select _row, 'order_id ' || quote_literal(left(order_id, 80)) || ' is not a known order' "
+         f"from {stage} s where order_id is not null and not exists "
+         f"(select 1 from smarketing.orders o where o.order_id = s.order_id)"),
+        ("order_of_another_customer", f"select s._row, 'order ' || s.order_id || ' belongs to customer ' || "
+         f"o.customer_id || ', not ' || s.customer_id from {stage} s join smarketing.orders o "
+         f"on o.order_id = s.order_id where s.customer_id is not null and o.customer_id <> s.customer_id"),
+        ("unknown_sku", f"select _row, 'sku ' || quote_literal(left(sku, 80)) || ' is not a product the shop sold' "
+         f"from {stage} s where sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)"),
+        ("duplicate_review", f"""
+            select s._row, 'the same review (customer, order, product, rating and text) was already received as '
+                   || coalesce(r.review_id, first.review_id)
+            from {stage} s
+            left join lateral (select r.review_id from smarketing.reviews r
+                               where r.customer_id = s.customer_id and r.review_id <> s.review_id
+                                 and r.order_id is not distinct from s.order_id and r.sku is not distinct from s.sku
+                                 and r.rating = s.rating and r.body is not distinct from s.body
+                                 and r.title is not distinct from s.title limit 1) r on true
+            left join lateral (select f.review_id from {stage} f
+                               where f.customer_id = s.customer_id and f.review_id <> s.review_id
+                                 and f.order_id is not distinct from s.order_id and f.sku is not distinct from s.sku
+                                 and f.rating = s.rating and f.body is not distinct from s.body
+                                 and f.title is not distinct from s.title
+                                 and (f.created_at, f.review_id) < (s.created_at, s.review_id) limit 1) first on true
+            where s.customer_id is not null and (r.review_id is not null or first.review_id is not null)"""),
+    ])
+    conn.exec_driver_sql(f"""
+        update {stage} s set message_id = m.message_id, attribution = 'token' from smarketing.outreach_messages m
+        where m.message_id = s.token_message_id""")
+    conn.execute(sa.text(_window_pick(stage, "created_at", REVIEW_KINDS, match_order=True)),
+                 {"window": settings.attribution_window})
+    conn.exec_driver_sql(f"update {stage} set attribution = 'none' where message_id is null")
+    if _has_column(conn, "outreach_messages", "incentive_offered"):
+        # An answer to an ask that offered an incentive is an incentivised review (FTC 16 CFR 465), whatever it says.
+        conn.exec_driver_sql(f"""
+            update {stage} s set incentivized = true from smarketing.outreach_messages m
+            where m.message_id = s.message_id and m.incentive_offered and not s.incentivized""")
+    columns = ("review_id, order_id, customer_id, sku, rating, title, body, consent_to_publish, incentivized, "
+               "language, language_source, created_at, message_id, attribution")
+    updates = [c.strip() for c in columns.split(",") if c.strip() != "review_id"]
+    return late, _upsert(conn, "smarketing.reviews", stage, columns, "review_id", updates, source_name)
+
+
+def _load_posts(conn: sa.Connection, settings: ResponsesSettings, source_name: str):
+    stage = "stage_social_posts"
+    conn.exec_driver_sql(f"""
+        update {stage} s set customer_id = coalesce(
+            (select m.customer_id from smarketing.outreach_messages m where m.message_id = s.token_message_id),
+            (select r.customer_id from smarketing.referral_codes r where r.referral_code = s.referral_code))
+        where s.customer_id is null""")
+    late = _rejects(conn, stage, [
+        ("unknown_customer", f"select _row, 'customer_id ' || quote_literal(left(customer_id, 80)) || "
+         f"' is not a known customer' from {stage} s where customer_id is not null and not exists "
+         f"(select 1 from smarketing.customers c where c.customer_id = s.customer_id)"),
+    ])
+    conn.exec_driver_sql(f"""
+        update {stage} s set message_id = m.message_id, attribution = 'token' from smarketing.outreach_messages m
+        where m.message_id = s.token_message_id""")
+    conn.execute(sa.text(_window_pick(stage, "posted_at", SHARE_KINDS, match_order=False)),
+                 {"window": settings.attribution_window})
+    conn.exec_driver_sql(f"update {stage} set attribution = 'none' where message_id is null")
+    columns = ("post_id, platform, author_handle, customer_id, referral_code, body, followers, url, posted_at, "
+               "message_id, attribution")
+    updates = [c.strip() for c in columns.split(",") if c.strip() != "post_id"]
+    return late, _upsert(conn, "smarketing.social_posts", stage, columns, "post_id", updates, source_name)
+
+
+SUPPRESSING = ("(s.event_type in ('unsubscribe', 'complaint') "
+               "or (s.event_type = 'bounce' and s.bounce_type = 'hard'))")
+
+
+def _load_events(conn: sa.Connection, settings: ResponsesSettings, source_name: str):
+    stage = "stage_email_events"
+    conn.exec_driver_sql(f"""
+        update {stage} s set customer_id = coalesce(
+            (select c.customer_id from smarketing.customer_contacts c where lower(c.email) = s.email
+             order by c.updated_at desc, c.customer_id limit 1),
+            (select c.customer_id from smarketing.customer_contacts c
+             where s.email is null and regexp_replace(c.phone, '[^0-9+]', '', 'g') = s.phone
+             order by c.updated_at desc, c.customer_id limit 1))""")
+    # An SMS STOP names a phone; the suppression list is keyed by address, so use the customer's email.
+    conn.exec_driver_sql(f"""
+        update {stage} s set email = coalesce(lower(c.email), 'sms:' || s.phone)
+        from smarketing.customer_contacts c where s.email is null and c.customer_id = s.customer_id""")
+    conn.exec_driver_sql(f"update {stage} set email = 'sms:' || phone where email is null")
+    # Opens, clicks and soft bounces of an address we never wrote to say nothing; opt-outs are kept anyway.
+    late = _rejects(conn, stage, [
+        ("unknown_email", f"select _row, 'no customer has the address ' || quote_literal(left(email, 80)) || "
+         f"' (only opt-outs are kept for unknown addresses)' from {stage} s where customer_id is null and not "
+         + SUPPRESSING),
+    ])
+    conn.exec_driver_sql(f"""
+        update {stage} s set message_id = null where message_id is not null
+        and not exists (select 1 from smarketing.outreach_messages m where m.message_id = s.message_id)""")
+    conn.execute(sa.text(f"""
+        with pick as (
+            select s._row, (select m.message_id from smarketing.outreach_messages m
+                            where m.customer_id = s.customer_id and m.status = 'sent'
+                              and m.channel = case when s.channel = 'sms' then 'sms' else m.channel end
+                              and m.sent_at <= s.occurred_at and m.sent_at > s.occurred_at - (:window)::interval
+                            order by m.sent_at desc, m.message_id limit 1) as message_id
+            from {stage} s where s.message_id is null and s.customer_id is not null)
+        update {stage} s set message_id = pick.message_id from pick where pick._row = s._row"""),
+                 {"window": settings.attribution_window})
+    columns = "event_id, email, customer_id, event_type, bounce_type, channel, message_id, occurred_at"
+    updates = [c.strip() for c in columns.split(",") if c.strip() != "event_id"]
+    loaded = _upsert(conn, "smarketing.email_events", stage, columns, "event_id", updates, source_name)
+    conn.exec_driver_sql(f"""
+        insert into smarketing.suppressions as t (email, customer_id, reason, source, suppressed_at)
+        select distinct on (s.email) s.email, s.customer_id,
+               case s.event_type when 'bounce' then 'hard_bounce' else s.event_type end, 'email_events', s.occurred_at
+        from {stage} s where {SUPPRESSING}
+        order by s.email, s.occurred_at, s.event_id
+        on conflict (email) do update set reason = excluded.reason, source = excluded.source,
+            suppressed_at = excluded.suppressed_at, customer_id = coalesce(t.customer_id, excluded.customer_id)
+        where excluded.suppressed_at < t.suppressed_at and t.reason not in ('erasure', 'manual')""")
+    return late, loaded
+
+
+def _upsert(conn: sa.Connection, table: str, stage: str, columns: str, key: str, updates: list[str],
+            source_name: str) -> int:
+    """Insert new rows; update a row only when its content changed (so a rerun touches nothing)."""
+    set_clause = ", ".join(f"{c} = excluded.{c}" for c in updates)
+    changed = (f"({', '.join(f't.{c}' for c in updates)}) is distinct from "
+               f"({', '.join(f'excluded.{c}' for c in updates)})")
+    result = conn.execute(sa.text(
+        f"insert into {table} as t ({columns}, source) select {columns}, :source from {stage} "
+        f"on conflict ({key}) do update set {set_clause}, source = excluded.source, loaded_at = now() where {changed}"),
+        {"source": source_name})
+    return max(result.rowcount, 0)
+
+
+_LOADERS = {"reviews": _load_reviews, "social_posts": _load_posts, "email_events": _load_events}
+
+
+def ingest_responses(
+    source: Source,
+    dataset: str,
+    warehouse: sa.Engine,
+    *,
+    until: datetime,
+    run_id: str,
+    settings: ResponsesSettings | None = None,
+    keys: list[bytes] | None = None,
+    progress: Progress = lambda _: None,
+) -> IngestResult:
+    """Load the responses of ``dataset`` made after the watermark (minus the overlap) and up to ``until``.
+
+    ``rows_loaded`` counts rows inserted or changed (a rerun loads 0); quarantined rows are counted once each.
+    """
+    started = time.perf_counter()
+    settings = settings or ResponsesSettings()
+    keys = keys if keys is not None else signing_keys(warehouse, settings, progress)
+    with warehouse.connect() as conn:
+        watermark = read_watermark(conn, source.name, dataset)
+    since = None if watermark is None else min(watermark - settings.overlap, until)
+    window = Window(since=since, until=until)
+    progress(f"{dataset}: reading {source.name} responses in ({since or 'the beginning'}, {until}]")
+
+    rows_read = rows_loaded = rows_quarantined = 0
+    high = watermark
+    for batch_no, frame in enumerate(source.read(dataset, window, settings.batch_rows), start=1):
+        checked = validate_responses(dataset, frame, until, settings, keys)
+        stage = f"stage_{dataset}"
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql(f"create temporary table {stage} ({_STAGE[dataset]}) on commit drop")
+            clean = checked.clean
+            for column in _STAGE_COLUMNS[dataset]:
+                if column not in clean.columns:
+                    clean[column] = None
+            copy_frame(conn, stage, clean, _STAGE_COLUMNS[dataset])
+            late, loaded = _LOADERS[dataset](conn, settings, source.name)
+            rejects = _reject_frame(dataset, checked.frame, checked.rejects + late)
+            rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
+            rows_loaded += loaded
+        rows_read += len(checked.frame)
+        if checked.max_change is not None and (high is None or checked.max_change > high):
+            high = checked.max_change
+        progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
+                 f"{rows_quarantined:,} quarantined")
+
+    seconds = time.perf_counter() - started
+    _finish(warehouse, source.name, dataset, run_id, since, until, high, rows_read, rows_loaded, rows_quarantined,
+            seconds)
+    return IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined, seconds, high)
+
+
+def _finish(warehouse: sa.Engine, source_name: str, dataset: str, run_id: str, since, until, high,
+            rows_read: int, rows_loaded: int, rows_quarantined: int, seconds: float) -> None:
+    with warehouse.begin() as conn:
+        if high is not None:
+            conn.execute(sa.text(
+                "insert into smarketing.watermarks (source, dataset, high_watermark) values (:s, :d, :h) "
+                "on conflict (source, dataset) do update set high_watermark = "
+                "greatest(smarketing.watermarks.high_watermark, excluded.high_watermark), updated_at = now()"),
+                {"s": source_name, "d": dataset, "h": high})
+        conn.execute(sa.text(
+            "insert into smarketing.ingest_runs (run_id, source, dataset, window_start, window_end, rows_read, "
+            "rows_loaded, rows_quarantined, seconds) values (:run_id, :source, :dataset, :start, :end, :read, "
+            ":loaded, :quarantined, :seconds) on conflict (run_id, source, dataset) do update set "
+            "window_start = excluded.window_start, window_end = excluded.window_end, rows_read = excluded.rows_read, "
+            "rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, "
+            "seconds = excluded.seconds, finished_at = now()"),
+            {"run_id": run_id, "source": source_name, "dataset": dataset, "start": since, "end": until,
+             "read": rows_read, "loaded": rows_loaded, "quarantined": rows_quarantined, "seconds": seconds})

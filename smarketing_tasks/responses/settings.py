@@ -1,0 +1,28 @@
+"""Settings of response ingestion (``smarketing_responses``); every field has a working default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class ResponsesSettings:
+    # rows per validated, committed batch: bounds memory
+    batch_rows: int = 50_000
+    # re-read this much before the watermark: review platforms and ESP webhooks deliver late
+    overlap: timedelta = timedelta(hours=24)
+    # a response counts for the latest ask sent to the same customer (and order) at most this long before it
+    attribution_window: timedelta = timedelta(days=30)
+    # longer review/post bodies are quarantined rather than cut (a 1 MB "review" is a paste accident or an attack)
+    max_body_chars: int = 20_000
+    # a bounce without a hard/soft type (the reference schema has none) stops sending: the safe side
+    untyped_bounce_is_hard: bool = True
+    # langdetect needs some letters to be right; shorter texts get language null ("Good." is not a language)
+    min_language_letters: int = 20
+    # fail the run when more of a dataset's rows than this are quarantined
+    max_quarantine_share: float = 0.2
+    # referral codes look like this (outreach creates them); an unknown code of this shape is quarantined
+    referral_code_pattern: str = r"REF-[A-Z2-7]{8}"
+    # the link-signing key; when empty, the one generated and kept in smarketing.secrets
+    link_signing_key: str = ""
