@@ -65,14 +65,16 @@ class _Problems:
         self.frame = frame
         self.found: list[tuple[pd.Series, str, pd.Series | str]] = []
 
-    def add(self, mask: pd.Series, rule: str, reason: pd.Series | str) -> None:
+    def add(self, mask: pd.Series, rule: str, reason: str, value: pd.Series | None = None) -> None:
+        """Record ``rule`` for rows in ``mask``; ``value``, if given, is quoted after the reason (failing rows only)."""
         mask = mask.fillna(False).astype(bool)
         if mask.any():
-            self.found.append((mask, rule, reason))
+            self.found.append((mask, rule, reason if value is None else reason + _quote(value[mask])))
 
 
 def _is_blank(values: pd.Series) -> pd.Series:
-    return values.isna() | (values.astype("string").str.strip() == "")
+    as_text = values.astype("string")
+    return as_text.isna() | (as_text.str.len() == 0) | as_text.str.isspace()
 
 
 def _parse_times(values: pd.Series) -> pd.Series:
@@ -90,7 +92,7 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _quote(values: pd.Series) -> pd.Series:
-    return "'" + values.astype("string").str.slice(0, 80).fillna("") + "'"
+    return "'" + values.astype("string").str.slice(0, 200).fillna("") + "'"
 
 
 def validate_batch(dataset: str, frame: pd.DataFrame, until: datetime) -> ValidatedBatch:
@@ -102,14 +104,17 @@ def validate_batch(dataset: str, frame: pd.DataFrame, until: datetime) -> Valida
     typed = pd.DataFrame(index=frame.index)
 
     if SOURCE_ERROR in frame.columns:
-        problems.add(frame[SOURCE_ERROR].notna(), "unreadable_record", frame[SOURCE_ERROR].astype("string"))
+        errors = frame[SOURCE_ERROR].notna()
+        problems.add(errors, "unreadable_record", "", frame[SOURCE_ERROR])
 
     text_columns = [c for c in SOURCE_COLUMNS[dataset] if c in frame.columns]
     for column in text_columns:
         as_text = frame[column].astype("string")
-        problems.add(as_text.str.contains("\ufffd", regex=False), "undecodable_text",
-                     f"{column} holds bytes that are not valid UTF-8")
-        problems.add(as_text.str.contains("\x00", regex=False), "nul_byte", f"{column} holds a NUL byte")
+        suspicious = as_text.str.contains("[\ufffd\x00]", regex=True)
+        if suspicious.any():  # one scan per column; the precise checks only when something is there
+            problems.add(as_text.str.contains("\ufffd", regex=False), "undecodable_text",
+                         f"{column} holds bytes that are not valid UTF-8")
+            problems.add(as_text.str.contains("\x00", regex=False), "nul_byte", f"{column} holds a NUL byte")
 
     for column in REQUIRED_COLUMNS[dataset]:
         problems.add(_is_blank(frame[column]), f"missing_{column}", f"{column} is missing")
@@ -118,7 +123,7 @@ def validate_batch(dataset: str, frame: pd.DataFrame, until: datetime) -> Valida
     for column in TIMESTAMP_COLUMNS[dataset]:
         parsed = _parse_times(frame[column])
         problems.add(frame[column].notna() & parsed.isna(), f"bad_timestamp_{column}",
-                     f"{column} is not an ISO 8601 timestamp: " + _quote(frame[column]))
+                     f"{column} is not an ISO 8601 timestamp: ", frame[column])
         problems.add(parsed > until_ts, f"future_{column}", f"{column} is later than the run's time {until.isoformat()}")
         typed[column] = parsed
 
@@ -143,14 +148,14 @@ def validate_batch(dataset: str, frame: pd.DataFrame, until: datetime) -> Valida
 def _customer_rules(frame: pd.DataFrame, typed: pd.DataFrame, problems: _Problems) -> None:
     email = frame["email"].astype("string").str.strip()
     problems.add(email.notna() & (email != "") & ~email.str.fullmatch(EMAIL_PATTERN), "malformed_email",
-                 "email is not a well-formed address: " + _quote(frame["email"]))
+                 "email is not a well-formed address: ", frame["email"])
     typed["email"] = email.str.lower().where(email != "", None)
     zone = frame["time_zone"]
     problems.add(zone.notna() & ~zone.isin(_time_zones()), "unknown_time_zone",
-                 "time_zone is not an IANA zone name: " + _quote(zone))
+                 "time_zone is not an IANA zone name: ", zone)
     for column in ("accepts_marketing", "accepts_sms"):
         values, invalid = _parse_bool(frame[column])
-        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: " + _quote(frame[column]))
+        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: ", frame[column])
         typed[column] = values
     problems.add(typed["created_at"] > typed["updated_at"], "created_after_updated",
                  "created_at is later than updated_at")
@@ -161,16 +166,16 @@ def _order_rules(frame: pd.DataFrame, typed: pd.DataFrame, problems: _Problems) 
 
     status = frame["status"].astype("string").str.strip().str.lower()
     problems.add(frame["status"].notna() & ~status.isin(ORDER_STATUSES), "unknown_status",
-                 "status is not one of " + "|".join(ORDER_STATUSES) + ": " + _quote(frame["status"]))
+                 "status is not one of " + "|".join(ORDER_STATUSES) + ": ", frame["status"])
     typed["status"] = status
     total = pd.to_numeric(frame["total_amount"], errors="coerce")
     problems.add(frame["total_amount"].notna() & total.isna(), "bad_total_amount",
-                 "total_amount is not a number: " + _quote(frame["total_amount"]))
-    problems.add(total < 0, "negative_total_amount", "total_amount is negative: " + _quote(frame["total_amount"]))
+                 "total_amount is not a number: ", frame["total_amount"])
+    problems.add(total < 0, "negative_total_amount", "total_amount is negative: ", frame["total_amount"])
     typed["total_amount"] = total.round(2)
     currency = frame["currency"].astype("string").str.strip().str.upper()
     problems.add(frame["currency"].notna() & ~currency.str.fullmatch(CURRENCY_PATTERN), "bad_currency",
-                 "currency is not a 3-letter ISO 4217 code: " + _quote(frame["currency"]))
+                 "currency is not a 3-letter ISO 4217 code: ", frame["currency"])
     typed["currency"] = currency
     problems.add(typed["shipped_at"] < typed["ordered_at"], "shipped_before_ordered",
                  "shipped_at is earlier than ordered_at")
@@ -192,11 +197,10 @@ def _item_rules(frame: pd.DataFrame, typed: pd.DataFrame, problems: _Problems) -
         not_number = frame[column].notna() & number.isna()
         if kind == "integer":
             not_number |= number.notna() & (number != number.round())
-        problems.add(not_number, f"bad_{column}", f"{column} is not a{'n' if kind == 'integer' else ''} {kind}: "
-                     + _quote(frame[column]))
+        problems.add(not_number, f"bad_{column}", f"{column} is not a{'n' if kind == 'integer' else ''} {kind}: ", frame[column])
         typed[column] = number.where(number == number.round()).astype("Int64") if kind == "integer" else number
-    problems.add(typed["quantity"] <= 0, "non_positive_quantity", "quantity must be at least 1: " + _quote(frame["quantity"]))
-    problems.add(typed["unit_price"] < 0, "negative_unit_price", "unit_price is negative: " + _quote(frame["unit_price"]))
+    problems.add(typed["quantity"] <= 0, "non_positive_quantity", "quantity must be at least 1: ", frame["quantity"])
+    problems.add(typed["unit_price"] < 0, "negative_unit_price", "unit_price is negative: ", frame["unit_price"])
 
 
 def _split(dataset: str, frame: pd.DataFrame, typed: pd.DataFrame, problems: _Problems):
