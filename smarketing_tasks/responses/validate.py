@@ -205,12 +205,11 @@ def _post_rules(frame, typed, problems: _Problems, settings: ResponsesSettings, 
 
     # Token first: a share token given by the source, else a /s/{token} link in the url or the text.
     def found(row) -> str | None:
-        for value in (row["share_token"], row["url"], row["body"]):
-            if value is None or value != value:
-                continue
-            if value is row["share_token"]:
-                return str(value)
-            match = SHARE_LINK.search(str(value))
+        given = row["share_token"]
+        if given is not None and given == given and str(given).strip():
+            return str(given).strip()
+        for value in (row["url"], row["body"]):
+            match = SHARE_LINK.search(str(value)) if value is not None and value == value else None
             if match:
                 return match.group(1)
         return None
