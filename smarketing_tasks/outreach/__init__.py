@@ -1,0 +1,66 @@
+"""Outreach: plan review requests, one reminder and share asks into the outbox, then send each once.
+
+``plan_outreach`` and ``send_outreach`` are what the DAG and the CLI call; the parts live in
+``eligibility`` (the rules), ``planner`` (set-based SQL), ``rendering`` (templates, links, headers),
+``channels`` (SMTP, webhook, sink) and ``sender`` (claim, re-check, send, record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from smarketing_tasks.outreach.channels import (
+    Channel,
+    SinkChannel,
+    SmtpChannel,
+    SmtpParams,
+    WebhookChannel,
+)
+from smarketing_tasks.outreach.planner import PlanResult, plan
+from smarketing_tasks.outreach.rendering import Renderer, discover_variants, templates_root
+from smarketing_tasks.outreach.sender import ChannelDown, SendReport, send_due
+from smarketing_tasks.outreach.settings import OutreachSettings
+
+__all__ = ["ChannelDown", "OutreachSettings", "PlanResult", "SendReport", "SmtpParams", "build_channels",
+           "plan_outreach", "send_outreach", "signing_key"]
+
+
+def signing_key(engine: sa.Engine, settings: OutreachSettings, warn: Callable[[str], None] = print) -> bytes:
+    from smarketing_tasks.tokens import get_or_create_secret
+
+    return get_or_create_secret(engine, "link_signing_key", settings.link_signing_key or None, warn=warn)
+
+
+def sink_directory(settings: OutreachSettings) -> Path:
+    from smarketing_tasks.paths import DATA_DIR
+
+    return Path(settings.sink_dir) if settings.sink_dir else DATA_DIR / "mailbox"
+
+
+def build_channels(settings: OutreachSettings, smtp: SmtpParams | None, key: bytes,
+                   clock: Callable[[], datetime]) -> dict[str, Channel]:
+    """Outbox channel → delivery channel: email over SMTP (or the sink), SMS over the webhook (or the sink)."""
+    sink = SinkChannel(sink_directory(settings))
+    email: Channel = SmtpChannel(smtp, settings.from_address) if (
+        settings.email_transport == "smtp" and smtp is not None) else sink
+    secret = settings.webhook_secret.encode() if settings.webhook_secret else key
+    sms: Channel = WebhookChannel(settings.webhook_url, secret, lambda: clock().timestamp()) \
+        if settings.webhook_url else sink
+    return {"email": email, "sms": sms, "webhook": sms}
+
+
+def plan_outreach(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, run_id: str = "manual") -> PlanResult:
+    return plan(engine, as_of, settings, discover_variants(templates_root(settings)), run_id=run_id)
+
+
+def send_outreach(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, smtp: SmtpParams | None,
+                  clock: Callable[[], datetime], worker: str, channels: list[str] | None = None,
+                  warn: Callable[[str], None] = print) -> SendReport:
+    key = signing_key(engine, settings, warn)
+    available = build_channels(settings, smtp, key, clock)
+    wanted = {name: available[name] for name in (channels or ["email", "sms", "webhook"])}
+    return send_due(engine, wanted, Renderer(settings, key), settings, as_of=as_of, clock=clock, worker=worker)

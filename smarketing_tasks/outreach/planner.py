@@ -1,0 +1,314 @@
+"""Plan the outbox: one row per intended message in ``smarketing.outreach_messages``, set-based in SQL.
+
+Every ask whose moment has come becomes a row, either ``planned`` or ``skipped`` with the reason
+in words, so that marketers see who was not asked and why. Rules apply in a fixed order (the first
+that applies is the reason): suppression, consent, contact address, closed order, already reviewed,
+cooldown, global cap. The idempotency key (customer, order, kind, step) makes a rerun or a backfill
+plan nothing twice. The public-review ask reads nothing derived from ratings, sentiment or scores.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from smarketing_tasks.outreach.settings import OutreachSettings
+
+PRIORITY = {"review_request": 1, "review_reminder": 2, "share_ask": 3}
+
+
+def referral_code(customer_id: str) -> str:
+    """Interface: ``REF-`` + 8 upper-case base32 characters derived from the customer id."""
+    digest = hashlib.sha256(f"referral:{customer_id}".encode()).digest()
+    return "REF-" + base64.b32encode(digest).decode("ascii")[:8]
+
+
+@dataclass
+class PlanResult:
+    counts: Counter = field(default_factory=Counter)  # (kind, status, reason) -> messages newly written
+
+    @property
+    def planned(self) -> int:
+        return sum(n for (_, status, _), n in self.counts.items() if status == "planned")
+
+    @property
+    def skipped(self) -> int:
+        return sum(n for (_, status, _), n in self.counts.items() if status == "skipped")
+
+    def as_dict(self) -> dict:
+        reasons: Counter = Counter()
+        for (_, status, reason), n in self.counts.items():
+            if status == "skipped":
+                reasons[reason] += n
+        return {"planned": self.planned, "skipped": self.skipped, "skipped_by_reason": dict(reasons)}
+
+
+_SETUP = """
+create temp table outreach_candidates (
+    idempotency_key    text primary key,
+    customer_id        text not null,
+    order_id           text,
+    kind               text not null,
+    step               smallint not null,
+    channel            text not null,
+    due_at             timestamptz not null,
+    consent_basis      text,
+    skip_reason        text,
+    time_zone          text,
+    incentive_offered  boolean not null default false
+) on commit drop;
+create temp table outreach_valid_zones on commit drop as select name from pg_timezone_names;
+create unique index on outreach_valid_zones (name);
+"""
+
+# The recipient: consent flags, a valid time zone, contact presence, and the suppression that wins.
+_RECIPIENT = """
+    left join smarketing.customers c on c.customer_id = {alias}.customer_id
+    left join smarketing.customer_contacts cc on cc.customer_id = {alias}.customer_id
+    left join outreach_valid_zones vz on vz.name = c.time_zone
+    left join lateral (
+        select coalesce(
+            (select s.reason from smarketing.suppressions s where s.email = lower(btrim(cc.email)) limit 1),
+            (select s.reason from smarketing.suppressions s where s.customer_id = {alias}.customer_id limit 1)
+        ) as reason
+    ) sup on true
+"""
+
+_CHANNEL = ("case when :preferred_channel = 'sms' and c.accepts_sms and nullif(btrim(cc.phone), '') is not null "
+            "then 'sms' else 'email' end")
+
+# Move an SMS's due time into the recipient's window [start, end) of local time.
+_SMS_DUE = """
+    case when x.channel <> 'sms' then x.ask_at
+         when extract(hour from x.ask_at at time zone x.tz) < :sms_start
+              then (date_trunc('day', x.ask_at at time zone x.tz) + make_interval(hours => :sms_start)) at time zone x.tz
+         when extract(hour from x.ask_at at time zone x.tz) >= :sms_end
+              then (date_trunc('day', x.ask_at at time zone x.tz) + make_interval(days => 1, hours => :sms_start))
+                   at time zone x.tz
+         else x.ask_at end
+"""
+
+_CONSENT = """
+    case when x.channel = 'sms' then case when x.accepts_sms then 'sms_consent' end
+         when x.accepts_marketing then 'marketing_consent'
+         when :soft_opt_in and x.kind in ('review_request', 'review_reminder') then 'soft_opt_in' end
+"""
+
+_COMMON_SKIPS = """
+    when not x.known then 'unknown customer'
+    when x.suppression is not null then 'suppressed: ' || x.suppression
+    when x.consent is null then 'no consent'
+    when x.channel = 'email' and x.email is null then 'no contact address'
+    when x.order_closed then 'order returned or cancelled'
+"""
+
+_RECIPIENT_COLUMNS = """
+    c.customer_id is not null as known, coalesce(c.accepts_marketing, false) as accepts_marketing,
+    coalesce(c.accepts_sms, false) as accepts_sms, coalesce(vz.name, :default_tz) as tz,
+    nullif(btrim(cc.email), '') as email, sup.reason as suppression
+"""
+
+_ORDER_CLOSED = """(o.status in ('returned', 'cancelled') or exists (
+    select 1 from smarketing.order_status_history h
+    where h.order_id = o.order_id and h.status in ('returned', 'cancelled')))"""
+
+
+def _candidates_insert(select_sql: str, extra_skips: str) -> str:
+    """Wrap a select of asks (with recipient columns) into the candidates insert with consent and skips."""
+    return f"""
+insert into outreach_candidates (idempotency_key, customer_id, order_id, kind, step, channel, due_at,
+                                 consent_basis, skip_reason, time_zone, incentive_offered)
+select x.customer_id || ':' || coalesce(x.order_id, '-') || ':' || x.kind || ':' || x.step,
+       x.customer_id, x.order_id, x.kind, x.step, x.channel, x.due_at, x.consent,
+       case {_COMMON_SKIPS} {extra_skips} end,
+       x.tz, x.kind in ('review_request', 'review_reminder') and :incentive <> ''
+from (
+    select x.*, {_SMS_DUE} as due_at, {_CONSENT} as consent
+    from ({select_sql}) x
+) x
+on conflict (idempotency_key) do nothing
+"""
+
+
+_REVIEW_REQUESTS = _candidates_insert(f"""
+    select o.customer_id, o.order_id, 'review_request'::text as kind, 1 as step, t.ask_at,
+           {_CHANNEL} as channel, {_RECIPIENT_COLUMNS},
+           {_ORDER_CLOSED} as order_closed,
+           exists (select 1 from smarketing.reviews rv where rv.order_id = o.order_id) as reviewed
+    from smarketing.orders o
+    cross join lateral (select coalesce(o.delivered_at + make_interval(days => :review_delay),
+                                        o.shipped_at + make_interval(days => :ship_fallback),
+                                        o.ordered_at + make_interval(days => :order_fallback)) as ask_at) t
+    {_RECIPIENT.format(alias="o")}
+    where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => :ask_window)
+      and not exists (select 1 from smarketing.outreach_messages m
+                      where m.order_id = o.order_id and m.kind = 'review_request')
+""", "when x.reviewed then 'already reviewed'")
+
+# One reminder at most (step 2), only for a request that went out, cancelled by a review of the order.
+_REMINDERS = _candidates_insert(f"""
+    select r.customer_id, r.order_id, 'review_reminder'::text as kind, 2 as step,
+           r.due_at + make_interval(days => :reminder_delay) as ask_at, r.channel, {_RECIPIENT_COLUMNS},
+           coalesce({_ORDER_CLOSED}, false) as order_closed,
+           exists (select 1 from smarketing.reviews rv where rv.order_id = r.order_id) as reviewed
+    from smarketing.outreach_messages r
+    left join smarketing.orders o on o.order_id = r.order_id
+    {_RECIPIENT.format(alias="r")}
+    where r.kind = 'review_request' and r.status = 'sent'
+      and r.due_at + make_interval(days => :reminder_delay) <= :as_of
+      and r.due_at + make_interval(days => :reminder_delay) > :as_of - make_interval(days => :ask_window)
+      and not exists (select 1 from smarketing.outreach_messages m
+                      where m.order_id = r.order_id and m.kind = 'review_reminder')
+""", "when x.reviewed then 'cancelled: order reviewed'")
+
+# Share asks may target happy customers: a recent 4-5 star review whose text scoring found positive,
+# or a repeat buyer. This is the only place that reads ratings or scores.
+_SHARE_ASKS = _candidates_insert(f"""
+    select h.customer_id, h.order_id, 'share_ask'::text as kind, 1 as step, h.ask_at,
+           {_CHANNEL} as channel, {_RECIPIENT_COLUMNS}, false as order_closed
+    from (
+        select distinct on (customer_id) customer_id, order_id, ask_at from (
+            select rv.customer_id, rv.order_id, rv.created_at + make_interval(days => :share_delay) as ask_at
+            from smarketing.reviews rv
+            join lateral (select s.sentiment, s.is_lukewarm from smarketing.advocate_scores s
+                          where s.customer_id = rv.customer_id order by s.score_date desc limit 1) sc on true
+            where rv.rating >= :share_min_rating and sc.sentiment >= :share_min_sentiment and not sc.is_lukewarm
+              and rv.customer_id is not null and rv.order_id is not null
+            union all
+            select customer_id, order_id, ask_at from (
+                select o.customer_id, o.order_id,
+                       o.delivered_at + make_interval(days => :review_delay + :share_delay) as ask_at,
+                       count(*) over (partition by o.customer_id order by o.delivered_at, o.order_id) as nth
+                from smarketing.orders o
+                where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
+            ) repeat where nth >= :share_repeat_orders
+        ) asks
+        where ask_at <= :as_of and ask_at > :as_of - make_interval(days => :share_review_window)
+        order by customer_id, ask_at desc, order_id
+    ) h
+    {_RECIPIENT.format(alias="h")}
+    where not exists (select 1 from smarketing.outreach_messages m
+                      where m.customer_id = h.customer_id and m.order_id = h.order_id and m.kind = 'share_ask')
+""", "")
+
+_COOLDOWN = """
+update outreach_candidates k set skip_reason = 'cooldown: asked within ' || :cooldown || ' days'
+where k.skip_reason is null and k.kind in ('review_request', 'share_ask')
+  and exists (select 1 from smarketing.outreach_messages m
+              where m.customer_id = k.customer_id and m.kind = k.kind and m.status in ('planned', 'sending', 'sent')
+                and m.due_at > k.due_at - make_interval(days => :cooldown)
+                and m.due_at < k.due_at + make_interval(days => :cooldown));
+update outreach_candidates k set skip_reason = 'cooldown: asked within ' || :cooldown || ' days'
+from (select idempotency_key, due_at,
+             first_value(due_at) over (partition by customer_id, kind order by due_at, idempotency_key) as first_due,
+             row_number() over (partition by customer_id, kind order by due_at, idempotency_key) as nth
+      from outreach_candidates
+      where skip_reason is null and kind in ('review_request', 'share_ask')) r
+where r.idempotency_key = k.idempotency_key and r.nth > 1
+  and r.due_at - r.first_due < make_interval(days => :cooldown);
+"""
+
+# Global cap across flows: live messages in the window ending at the candidate's due time, plus the
+# earlier candidates of this run (by due time, then priority), must stay within the cap.
+_CAP = """
+update outreach_candidates k
+set skip_reason = 'global cap: ' || :cap || ' messages in ' || :cap_window || ' days'
+from (select q.idempotency_key,
+             row_number() over (partition by q.customer_id order by q.due_at,
+                                case q.kind when 'review_request' then 1 when 'review_reminder' then 2 else 3 end,
+                                q.idempotency_key) as nth,
+             (select count(*) from smarketing.outreach_messages m
+              where m.customer_id = q.customer_id and m.status in ('planned', 'sending', 'sent')
+                and m.due_at > q.due_at - make_interval(days => :cap_window) and m.due_at <= q.due_at) as prior
+      from outreach_candidates q where q.skip_reason is null) r
+where r.idempotency_key = k.idempotency_key and r.prior + r.nth > :cap
+"""
+
+_WRITE = """
+insert into smarketing.outreach_messages (
+    message_id, idempotency_key, customer_id, order_id, kind, step, channel, template_variant, consent_basis,
+    status, status_reason, due_at, expires_at, planned_at, planned_run_id, incentive_offered, recipient_time_zone)
+select left(encode(sha256(convert_to(k.idempotency_key, 'UTF8')), 'hex'), 32), k.idempotency_key,
+       k.customer_id, k.order_id, k.kind, k.step, k.channel,
+       (cast(:variants as jsonb) -> k.kind) ->> (get_byte(sha256(convert_to(k.idempotency_key, 'UTF8')), 0)
+                                                 % jsonb_array_length(cast(:variants as jsonb) -> k.kind)),
+       k.consent_basis,
+       case when k.skip_reason is null then 'planned' else 'skipped' end, k.skip_reason,
+       k.due_at, k.due_at + make_interval(days => :request_ttl), :as_of, :run_id,
+       k.incentive_offered, k.time_zone
+from outreach_candidates k
+on conflict (idempotency_key) do nothing
+returning kind, status, coalesce(status_reason, '') as reason, customer_id
+"""
+
+
+def _params(settings: OutreachSettings, as_of: datetime, run_id: str, variants: dict[str, list[str]]) -> dict:
+    return {
+        "as_of": as_of, "run_id": run_id, "variants": json.dumps({k: sorted(v) for k, v in variants.items()}),
+        "review_delay": settings.review_delay_days, "ship_fallback": settings.ship_fallback_days,
+        "order_fallback": settings.order_fallback_days, "reminder_delay": settings.reminder_delay_days,
+        "ask_window": settings.ask_window_days, "request_ttl": settings.request_ttl_days,
+        "cooldown": settings.cooldown_days, "cap": settings.global_cap, "cap_window": settings.cap_window_days,
+        "soft_opt_in": settings.soft_opt_in, "preferred_channel": settings.preferred_channel,
+        "sms_start": settings.sms_start_hour, "sms_end": settings.sms_end_hour,
+        "default_tz": settings.default_time_zone, "incentive": settings.review_incentive,
+        "share_delay": settings.share_delay_days, "share_min_rating": settings.share_min_rating,
+        "share_min_sentiment": settings.share_min_sentiment, "share_repeat_orders": settings.share_repeat_orders,
+        "share_review_window": settings.share_review_window_days,
+    }
+
+
+def _bind(conn: sa.Connection, sql: str, params: dict) -> None:
+    statement = sa.text(sql)
+    used = {name for name in statement._bindparams}  # only the parameters a statement names
+    conn.execute(statement, {k: v for k, v in params.items() if k in used})
+
+
+def plan(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, variants: dict[str, list[str]],
+         run_id: str = "manual") -> PlanResult:
+    """Write every due ask into the outbox (planned or skipped with a reason); returns what was new."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    for kind in PRIORITY:
+        if not variants.get(kind):
+            raise ValueError(f"no template variants for {kind}")
+    params = _params(settings, as_of, run_id, variants)
+    result = PlanResult()
+    with engine.begin() as conn:
+        # Planning runs one at a time per warehouse; concurrent runs wait instead of double-counting caps.
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('smarketing_outreach_plan'))"))
+        for statement in _SETUP.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+        _bind(conn, _REVIEW_REQUESTS, params)
+        _bind(conn, _REMINDERS, params)
+        if settings.share_asks:
+            _bind(conn, _SHARE_ASKS, params)
+        for statement in _COOLDOWN.split(";"):
+            if statement.strip():
+                _bind(conn, statement, params)
+        _bind(conn, _CAP, params)
+        share_customers = set()
+        for row in conn.execute(sa.text(_WRITE), {k: params[k] for k in ("variants", "request_ttl", "as_of", "run_id")}):
+            result.counts[(row.kind, row.status, row.reason)] += 1
+            if row.kind == "share_ask" and row.status == "planned":
+                share_customers.add(row.customer_id)
+        ensure_referral_codes(conn, share_customers, as_of)
+    return result
+
+
+def ensure_referral_codes(conn: sa.Connection, customer_ids: set[str], created_at: datetime) -> None:
+    if not customer_ids:
+        return
+    conn.execute(
+        sa.text("insert into smarketing.referral_codes (customer_id, referral_code, created_at) "
+                "values (:c, :code, :t) on conflict do nothing"),
+        [{"c": c, "code": referral_code(c), "t": created_at} for c in sorted(customer_ids)],
+    )
+

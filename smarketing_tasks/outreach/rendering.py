@@ -1,0 +1,198 @@
+"""Render outbox rows into messages: Jinja2 templates (sandboxed, HTML autoescaped), signed links, headers.
+
+Customer data only ever enters as template *variables*, never as template source, so a name such as
+``{{ 7*7 }}`` prints literally; HTML parts escape every value; header values lose line breaks and
+control characters, so nothing a customer typed can add a header. Rendering is deterministic for a
+message (links expire relative to its due time), so a resend is byte-for-byte the same message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import cached_property
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from smarketing_tasks import tokens
+from smarketing_tasks.outreach.settings import OutreachSettings
+from smarketing_tasks.paths import TEMPLATES_DIR
+
+MESSAGE_DOMAIN = "smarketing.local"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+
+
+class RenderError(ValueError):
+    """A message that cannot be built (bad address, broken template): a permanent failure."""
+
+
+def header_safe(value: str, limit: int = 200) -> str:
+    """One line, no control characters: what a header (or a subject) may carry."""
+    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
+
+
+def message_id_header(message_id: str) -> str:
+    return f"<{message_id}@{MESSAGE_DOMAIN}>"
+
+
+def templates_root(settings: OutreachSettings) -> Path:
+    return Path(settings.templates_dir) if settings.templates_dir else TEMPLATES_DIR / "outreach"
+
+
+def discover_variants(root: Path) -> dict[str, list[str]]:
+    """Variant folders per kind (``<root>/<kind>/<variant>/subject.txt``), sorted."""
+    found: dict[str, list[str]] = {}
+    for subject in sorted(root.glob("*/*/subject.txt")):
+        found.setdefault(subject.parent.parent.name, []).append(subject.parent.name)
+    return found
+
+
+@dataclass(frozen=True)
+class MessageData:
+    """One outbox row joined with what its text needs (contacts, products, referral code)."""
+
+    message_id: str
+    customer_id: str
+    order_id: str | None
+    kind: str
+    step: int
+    channel: str
+    variant: str
+    due_at: datetime
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    products: tuple[str, ...] = ()
+    referral_code: str | None = None
+    incentive_offered: bool = False
+    time_zone: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    message_id: str
+    kind: str
+    channel: str
+    customer_id: str
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    from_address: str = ""
+
+    def to_email(self) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.from_address
+        message["To"] = self.to
+        message["Subject"] = self.subject
+        for name, value in self.headers.items():
+            message[name] = value
+        message.set_content(self.text)
+        if self.html is not None:
+            message.add_alternative(self.html, subtype="html")
+        return message
+
+    def to_json(self) -> dict:
+        return {"message_id": self.message_id, "kind": self.kind, "channel": self.channel,
+                "customer_id": self.customer_id, "to": self.to, "text": self.text}
+
+
+class Renderer:
+    def __init__(self, settings: OutreachSettings, signing_key: bytes, root: Path | None = None) -> None:
+        self.settings = settings
+        self.key = signing_key
+        self.root = root or templates_root(settings)
+        self.variants = discover_variants(self.root)
+
+    @cached_property
+    def env(self) -> ImmutableSandboxedEnvironment:
+        return ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(self.root)),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        )
+
+    def link(self, path: str, message_id: str, purpose: tokens.Purpose, due_at: datetime) -> str:
+        expires = due_at + timedelta(days=self.settings.link_ttl_days)
+        return f"{self.settings.links_base_url.rstrip('/')}/{path}/{tokens.sign(self.key, message_id, purpose, expires)}"
+
+    def context(self, data: MessageData) -> dict:
+        products = [header_safe(p, 120) for p in data.products if p] or ["order"]
+        summary = products[0] if len(products) == 1 else f"{products[0]} and {len(products) - 1} more"
+        return {
+            "first_name": header_safe(data.first_name or "", 60) or "there",
+            "products": products, "product_summary": summary,
+            "brand_name": self.settings.brand_name, "postal_address": self.settings.postal_address,
+            "review_link": self.link("r", data.message_id, tokens.Purpose.REVIEW, data.due_at),
+            "share_link": self.link("s", data.message_id, tokens.Purpose.SHARE, data.due_at),
+            "unsubscribe_link": self.link("u", data.message_id, tokens.Purpose.UNSUBSCRIBE, data.due_at),
+            "referral_code": data.referral_code or "",
+            "incentive": self.settings.review_incentive if data.incentive_offered else "",
+            "kind": data.kind, "variant": data.variant,
+        }
+
+    def _template(self, data: MessageData, name: str, required: bool = True):
+        variant = data.variant if data.variant in self.variants.get(data.kind, []) else None
+        if variant is None:
+            known = self.variants.get(data.kind)
+            if not known:
+                raise RenderError(f"no templates for {data.kind} in {self.root}")
+            variant = known[0]
+        path = self.root / data.kind / variant / name
+        if not path.exists():
+            fallback = self.root / data.kind / self.variants[data.kind][0] / name
+            if fallback.exists():
+                return self.env.get_template(f"{data.kind}/{self.variants[data.kind][0]}/{name}")
+            if required:
+                raise RenderError(f"template {path} is missing")
+            return None
+        return self.env.get_template(f"{data.kind}/{variant}/{name}")
+
+    def render(self, data: MessageData, date: datetime) -> RenderedMessage:
+        context = self.context(data)
+        try:
+            if data.channel == "sms":
+                template = self._template(data, "sms.txt", required=False)
+                text = template.render(context) if template else (
+                    f"{context['brand_name']}: {context['review_link']} Reply STOP to opt out.")
+                if not data.phone or not re.fullmatch(r"\+?[0-9 ()./-]{5,24}", data.phone):
+                    raise RenderError("no valid phone number")
+                return RenderedMessage(data.message_id, data.kind, data.channel, data.customer_id,
+                                       data.phone.strip(), "", header_safe(text, 480), None)
+            subject = header_safe(self._template(data, "subject.txt").render(context), 150)
+            text = self._template(data, "body.txt").render(context)
+            html_template = self._template(data, "body.html", required=False)
+            html = html_template.render(context) if html_template else None
+        except RenderError:
+            raise
+        except Exception as error:  # a template a marketer broke: fail this message loudly, with the reason
+            raise RenderError(f"template error for {data.kind}/{data.variant}: {error}") from error
+        address = (data.email or "").strip()
+        if not _ADDRESS.match(address) or _CONTROL.search(address):
+            raise RenderError("no valid email address")
+        name = header_safe(data.first_name or "", 60)
+        unsubscribe = context["unsubscribe_link"]
+        headers = {
+            "Date": format_datetime(date),
+            "Message-ID": message_id_header(data.message_id),
+            "X-Smarketing-Message-Id": data.message_id,
+            "X-Smarketing-Kind": data.kind,
+            "X-Smarketing-Customer-Id": header_safe(data.customer_id, 100),
+            "X-Smarketing-Variant": header_safe(data.variant, 40),
+            # RFC 8058: an HTTPS (here: the link service) URI plus the one-click POST marker.
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Auto-Submitted": "auto-generated",
+        }
+        from_name, from_addr = parseaddr(self.settings.from_address)
+        return RenderedMessage(data.message_id, data.kind, data.channel, data.customer_id,
+                               formataddr((name, address)) if name else address, subject, text, html, headers,
+                               formataddr((from_name, from_addr)))

@@ -1,0 +1,328 @@
+"""Send due outbox messages exactly once: claim, re-check, send, record, one message at a time.
+
+* **Claim** a batch with ``SELECT … FOR UPDATE SKIP LOCKED`` (status ``planned`` → ``sending`` with a
+  lease), so two concurrent senders never take the same message.
+* **Re-check** before sending: suppression, a review of the order, a return or cancellation since
+  planning; and the **staleness guard**: a message whose ``expires_at`` is behind the real clock (a
+  backfill, a long outage) becomes ``expired`` instead of going out late.
+* **Record** each result in its own tiny autocommit statement right after the server accepted the
+  message, retried across lost warehouse connections, so a crash or a dropped connection leaves at most
+  the message in flight unrecorded. That one window (accepted by the server, status not yet written)
+  is unavoidable; its lease runs out, it is sent again with the same ``Message-ID``, which receivers
+  and our own Maildir sink de-duplicate.
+* **Retries**: a transient error (4xx, disconnect, timeout) is retried with exponential backoff; when
+  the channel stays down the rest of the batch goes back to ``planned`` and the caller fails loudly so
+  that Airflow retries later. A permanent error (5xx) fails the message with the reason, and a hard
+  bounce adds the address to the suppression list.
+
+The real clock comes in as ``clock`` (the staleness guard is the one rule that needs it); everything
+else uses the run's logical time ``as_of``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from smarketing_tasks.outreach.channels import Channel, ChannelSession, PermanentSendError, SendError
+from smarketing_tasks.outreach.eligibility import in_sms_window, next_sms_slot
+from smarketing_tasks.outreach.rendering import MessageData, Renderer, RenderError
+from smarketing_tasks.outreach.settings import OutreachSettings
+
+Clock = Callable[[], datetime]
+
+_RECHECK = [
+    ("reclaimed", """
+        update smarketing.outreach_messages
+        set status = 'planned', claimed_by = null, lease_expires_at = null,
+            status_reason = 'lease expired while sending (outcome unknown; resent with the same Message-ID)'
+        where status = 'sending' and lease_expires_at < clock_timestamp()"""),
+    ("expired", """
+        update smarketing.outreach_messages
+        set status = 'expired',
+            status_reason = 'stale: not sent before it expired at ' || to_char(expires_at at time zone 'UTC',
+                            'YYYY-MM-DD HH24:MI') || ' UTC (backfill or outage)'
+        where status = 'planned' and expires_at < :wall_now"""),
+    ("suppressed", """
+        update smarketing.outreach_messages m
+        set status = 'skipped', status_reason = 'suppressed before sending: ' || s.reason
+        from (select m2.message_id, coalesce(
+                 (select s.reason from smarketing.suppressions s
+                  join smarketing.customer_contacts cc on s.email = lower(btrim(cc.email))
+                  where cc.customer_id = m2.customer_id limit 1),
+                 (select s.reason from smarketing.suppressions s where s.customer_id = m2.customer_id limit 1)) as reason
+              from smarketing.outreach_messages m2 where m2.status = 'planned') s
+        where m.message_id = s.message_id and s.reason is not null"""),
+    ("reviewed", """
+        update smarketing.outreach_messages m
+        set status = 'skipped', status_reason = case m.kind when 'review_reminder' then 'cancelled: order reviewed'
+                                                            else 'already reviewed' end
+        where m.status = 'planned' and m.kind in ('review_request', 'review_reminder')
+          and exists (select 1 from smarketing.reviews rv where rv.order_id = m.order_id)"""),
+    ("closed", """
+        update smarketing.outreach_messages m
+        set status = 'skipped', status_reason = 'order returned or cancelled'
+        where m.status = 'planned' and m.kind in ('review_request', 'review_reminder')
+          and exists (select 1 from smarketing.orders o where o.order_id = m.order_id
+                      and (o.status in ('returned', 'cancelled') or exists (
+                          select 1 from smarketing.order_status_history h
+                          where h.order_id = o.order_id and h.status in ('returned', 'cancelled'))))"""),
+]
+
+_CLAIM = """
+with picked as (
+    select message_id from smarketing.outreach_messages
+    where status = 'planned' and due_at <= :as_of and channel = any(:channels) and expires_at >= :wall_now
+    order by due_at, message_id
+    for update skip locked
+    limit :n
+)
+update smarketing.outreach_messages m
+set status = 'sending', claimed_at = clock_timestamp(), claimed_by = :worker,
+    lease_expires_at = clock_timestamp() + make_interval(secs => :lease)
+from picked where m.message_id = picked.message_id
+returning m.message_id
+"""
+
+_FETCH = """
+select m.message_id, m.customer_id, m.order_id, m.kind, m.step, m.channel, m.template_variant, m.due_at,
+       m.expires_at, m.incentive_offered, m.recipient_time_zone, cc.email, cc.first_name, cc.phone,
+       rc.referral_code,
+       (select array_agg(coalesce(nullif(btrim(oi.product_name), ''), oi.sku) order by oi.line_no)
+        from smarketing.order_items oi where oi.order_id = m.order_id) as products
+from smarketing.outreach_messages m
+left join smarketing.customer_contacts cc on cc.customer_id = m.customer_id
+left join smarketing.referral_codes rc on rc.customer_id = m.customer_id
+where m.message_id = any(:ids)
+order by m.due_at, m.message_id
+"""
+
+_ATTEMPT = """
+update smarketing.outreach_messages
+set attempts = attempts + 1, lease_expires_at = clock_timestamp() + make_interval(secs => :lease)
+where message_id = :id and status = 'sending' and claimed_by = :worker
+returning attempts
+"""
+
+_SENT = """
+update smarketing.outreach_messages
+set status = 'sent', sent_at = clock_timestamp(), provider_message_id = :provider_id, status_reason = null,
+    error_kind = null, last_error = null, lease_expires_at = null
+where message_id = :id and claimed_by = :worker and status = 'sending'
+"""
+
+_FINISH = """
+update smarketing.outreach_messages
+set status = :status, status_reason = :reason, error_kind = :error_kind, last_error = :error,
+    due_at = coalesce(:due_at, due_at), lease_expires_at = null,
+    claimed_by = case when :status = 'planned' then null else claimed_by end
+where message_id = :id and claimed_by = :worker and status = 'sending'
+"""
+
+_SUPPRESS_BOUNCE = """
+insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at)
+select lower(btrim(cc.email)), cc.customer_id, 'hard_bounce', 'smtp_reply', clock_timestamp()
+from smarketing.customer_contacts cc where cc.customer_id = :customer_id and cc.email is not null
+on conflict (email) do nothing
+"""
+
+
+class ChannelDown(RuntimeError):
+    """A channel kept failing transiently; unsent messages went back to the queue for a later retry."""
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: Counter = field(default_factory=Counter)  # error kind -> messages failed for good
+    requeued: int = 0  # back to planned (transient trouble, SMS outside its window, lost lease)
+    rechecked: Counter = field(default_factory=Counter)  # reclaimed/expired/suppressed/reviewed/closed
+    channel_down: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"sent": self.sent, "failed": dict(self.failed), "requeued": self.requeued,
+                "rechecked": dict(self.rechecked), "channel_down": self.channel_down}
+
+
+class _Recorder:
+    """One autocommit connection for status writes; survives dropped connections by reconnecting."""
+
+    def __init__(self, engine: sa.Engine, attempts: int, sleep: Callable[[float], None]) -> None:
+        self.engine, self.attempts, self.sleep = engine, attempts, sleep
+        self.conn: sa.Connection | None = None
+
+    def run(self, sql: str, params: Mapping, fetch: bool = False):
+        for attempt in range(self.attempts):
+            try:
+                if self.conn is None:
+                    self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                result = self.conn.execute(sa.text(sql), dict(params))
+                return result.all() if fetch else result.rowcount
+            except sa.exc.DBAPIError as error:
+                lost = error.connection_invalidated or isinstance(
+                    error, sa.exc.OperationalError | sa.exc.InterfaceError)
+                if not lost:
+                    raise
+                self.close()
+                if attempt == self.attempts - 1:
+                    raise
+                self.sleep(min(0.2 * 2 ** attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):  # a dead connection may fail to close; it is gone anyway
+                self.conn.close()
+            self.conn = None
+
+
+class _RateLimiter:
+    def __init__(self, per_second: float, sleep: Callable[[float], None]) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.sleep = sleep
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next_at > now:
+            self.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+def recheck(engine: sa.Engine, wall_now: datetime, db_attempts: int = 8,
+            sleep: Callable[[float], None] = time.sleep) -> Counter:
+    """Set-based guards before a send: reclaim lapsed leases, expire stale, skip what became ineligible."""
+    recorder = _Recorder(engine, db_attempts, sleep)
+    changed: Counter = Counter()
+    try:
+        for name, sql in _RECHECK:
+            changed[name] += recorder.run(sql, {"wall_now": wall_now})
+    finally:
+        recorder.close()
+    return +changed
+
+
+def _message_data(row) -> MessageData:
+    return MessageData(
+        message_id=row.message_id, customer_id=row.customer_id, order_id=row.order_id, kind=row.kind,
+        step=row.step, channel=row.channel, variant=row.template_variant, due_at=row.due_at,
+        email=row.email, phone=row.phone, first_name=row.first_name, products=tuple(row.products or ()),
+        referral_code=row.referral_code, incentive_offered=row.incentive_offered,
+        time_zone=row.recipient_time_zone, expires_at=row.expires_at)
+
+
+def send_due(engine: sa.Engine, channels: Mapping[str, Channel], renderer: Renderer, settings: OutreachSettings,
+             *, as_of: datetime, clock: Clock, worker: str, limit: int | None = None,
+             sleep: Callable[[float], None] = time.sleep, on_sent: Callable[[str], None] | None = None) -> SendReport:
+    """Send every due message of the given outbox channels (``email``, ``sms``); returns what happened.
+
+    Raises ``ChannelDown`` after requeueing when a channel keeps failing transiently.
+    """
+    report = SendReport()
+    report.rechecked = recheck(engine, clock(), settings.db_retry_attempts, sleep)
+    recorder = _Recorder(engine, settings.db_retry_attempts, sleep)
+    sessions: dict[str, ChannelSession] = {}
+    limiters = {"email": _RateLimiter(settings.email_rate_per_second, sleep),
+                "sms": _RateLimiter(settings.webhook_rate_per_second, sleep)}
+    base = {"worker": worker, "lease": settings.claim_lease_seconds}
+    remaining = limit
+    try:
+        while remaining is None or remaining > 0:
+            batch = settings.batch_size if remaining is None else min(settings.batch_size, remaining)
+            claimed = recorder.run(_CLAIM, {**base, "as_of": as_of, "wall_now": clock(),
+                                            "channels": list(channels), "n": batch}, fetch=True)
+            if not claimed:
+                break
+            rows = recorder.run(_FETCH, {"ids": [r.message_id for r in claimed]}, fetch=True)
+            if remaining is not None:
+                remaining -= len(rows)
+            for index, row in enumerate(rows):
+                data = _message_data(row)
+                try:
+                    _send_one(data, recorder, sessions, channels, limiters, renderer, settings, clock, sleep,
+                              base, report, on_sent)
+                except _Outage as outage:
+                    report.channel_down = f"{data.channel}: {outage}"
+                    for rest in rows[index + 1:]:
+                        recorder.run(_FINISH, {**base, "id": rest.message_id, "status": "planned",
+                                               "reason": "requeued: channel down", "error_kind": None,
+                                               "error": None, "due_at": None})
+                        report.requeued += 1
+                    raise ChannelDown(report.channel_down) from outage
+    finally:
+        for session in sessions.values():
+            session.close()
+        recorder.close()
+    return report
+
+
+class _Outage(Exception):
+    pass
+
+
+def _send_one(data: MessageData, recorder: _Recorder, sessions: dict, channels: Mapping[str, Channel],
+              limiters: dict, renderer: Renderer, settings: OutreachSettings, clock: Clock,
+              sleep: Callable[[float], None], base: dict, report: SendReport, on_sent) -> None:
+    def finish(status: str, reason: str | None, error_kind: str | None = None, error: str | None = None,
+               due_at: datetime | None = None) -> None:
+        recorder.run(_FINISH, {**base, "id": data.message_id, "status": status, "reason": reason,
+                               "error_kind": error_kind, "error": error, "due_at": due_at})
+
+    now = clock()
+    if data.expires_at is not None and now > data.expires_at:
+        finish("expired", "stale: expired before it could be sent")
+        report.rechecked["expired"] += 1
+        return
+    if data.channel == "sms" and not in_sms_window(now, data.time_zone, settings):
+        finish("planned", "waiting for the SMS window (08:00-21:00 local)", due_at=next_sms_slot(
+            now, data.time_zone, settings))
+        report.requeued += 1
+        return
+    try:
+        rendered = renderer.render(data, now)
+    except RenderError as error:
+        finish("failed", f"cannot build the message: {error}", "permanent", str(error))
+        report.failed["permanent"] += 1
+        return
+    attempt = 0
+    while True:
+        rows = recorder.run(_ATTEMPT, {**base, "id": data.message_id}, fetch=True)
+        if not rows:  # our lease lapsed and someone else owns it now: leave it to them
+            report.requeued += 1
+            return
+        attempt, attempts_total = attempt + 1, rows[0].attempts
+        if data.channel not in sessions:
+            sessions[data.channel] = channels[data.channel].open()
+        limiters.get(data.channel, limiters["email"]).wait()
+        try:
+            provider_id = sessions[data.channel].send(rendered)
+        except PermanentSendError as error:
+            finish("failed", f"rejected: {error}", "permanent", str(error))
+            if error.hard_bounce:
+                recorder.run(_SUPPRESS_BOUNCE, {"customer_id": data.customer_id})
+            report.failed["permanent"] += 1
+            return
+        except SendError as error:
+            if attempts_total >= settings.max_attempts:
+                finish("failed", f"gave up after {attempts_total} attempts: {error}", "transient", str(error))
+                report.failed["transient"] += 1
+                return
+            if attempt >= settings.max_attempts:
+                finish("planned", f"requeued after transient error: {error}", "transient", str(error))
+                report.requeued += 1
+                raise _Outage(str(error)) from error
+            sleep(min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds))
+            continue
+        recorder.run(_SENT, {**base, "id": data.message_id, "provider_id": provider_id})
+        report.sent += 1
+        if on_sent is not None:
+            on_sent(data.message_id)
+        return
