@@ -1,0 +1,15 @@
+"""Data quality gates: Great Expectations suites (``expectations/*.json``) between write and publish.
+
+    from smarketing_tasks.quality import gate
+    gate(engine, "orders", run_id=run_id, run_time=now, since=window_start, until=window_end)
+    checked = gate(frame, "reviews", warehouse=engine, run_id=run_id, source="reviews_api").clean
+
+GX itself is imported only when a suite runs. docs/data-quality.md explains each suite and threshold.
+"""
+
+from smarketing_tasks.quality.gate import QualityGateFailed, SuiteResult, gate, run_suite
+from smarketing_tasks.quality.settings import QualitySettings
+from smarketing_tasks.quality.suites import SuiteError, load_suite, suite_names
+
+__all__ = ["QualityGateFailed", "QualitySettings", "SuiteError", "SuiteResult", "gate", "load_suite", "run_suite",
+           "suite_names"]

@@ -1,0 +1,185 @@
+"""Run one suite with Great Expectations Core 1.x, in PostgreSQL or in pandas, and read back its results.
+
+GX is imported here, inside functions, so that importing smarketing_tasks (and parsing DAGs) stays fast;
+its logger and progress bars are quietened first. Every run uses a fresh ephemeral context: nothing is
+written under the project and no GX Cloud is involved. Rows are identified by a ``_row_ref`` column
+(the frame's position, or PostgreSQL's ``ctid`` in the database) so that the gate can quarantine exactly
+the rows GX names, including rows whose key is missing or duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from smarketing_tasks.quality.suites import ExpectationSpec, Mode, SuiteSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROW_REF = "_row_ref"
+_INDEX = "smarketing_index"  # position of the expectation in its suite file, carried through GX in meta
+_GX_SAMPLE = 20  # values kept per expectation in stored GX results (Data Docs); counts stay exact
+
+
+@dataclass
+class ExpectationOutcome:
+    spec: ExpectationSpec
+    kwargs: dict[str, Any]  # as evaluated (kwargs_from_sql filled in)
+    success: bool
+    skipped: str | None = None  # why it was not evaluated
+    unexpected_count: int = 0
+    sample: list[Any] = field(default_factory=list)  # some offending values, for messages
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # row ref -> offending column values
+    observed_value: Any = None
+    error: str | None = None  # GX could not evaluate it (a bug in the suite or a missing column)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "expectation": self.spec.label, "type": self.spec.type, "columns": list(self.spec.columns),
+            "row_level": self.spec.row_level, "on_failure": self.spec.on_failure, "success": self.success,
+            "skipped": self.skipped, "unexpected_count": self.unexpected_count,
+            "sample": [_plain(v) for v in self.sample], "observed_value": _plain(self.observed_value),
+            "error": self.error,
+        }
+
+
+@dataclass
+class GxRun:
+    outcomes: list[ExpectationOutcome]
+    gx_result: dict[str, Any] | None  # JSON of the GX validation result, samples trimmed
+
+
+def quiet_gx() -> None:
+    """GX logs ~200 INFO lines per run otherwise (STACK_NOTES)."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def _context():
+    quiet_gx()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe and readable: Decimal → float, timestamps → ISO text, NaN → None."""
+    import datetime as dt
+    import decimal
+
+    if value is None or type(value).__name__ == "NaTType":
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item())
+    if isinstance(value, str | int | bool | float):
+        return value
+    return str(value)
+
+
+def run_gx(
+    suite: SuiteSpec,
+    evaluated: list[tuple[ExpectationSpec, dict[str, Any]]],
+    *,
+    mode: Mode,
+    frame: pd.DataFrame | None = None,
+    url: str | None = None,
+    query: str | None = None,
+) -> GxRun:
+    """Validate ``frame`` (pandas) or the rows of ``query`` at ``url`` (sql); both carry a ``_row_ref`` column."""
+    from great_expectations.core import ExpectationSuite
+
+    if not evaluated:
+        return GxRun([], None)
+    context = _context()
+    gx_suite = ExpectationSuite(
+        name=suite.name,
+        expectations=[{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}
+                      for spec, kwargs in evaluated],
+        meta=suite.raw.get("meta", {}),
+    )
+    source_name = f"smarketing_{uuid.uuid4().hex[:8]}"
+    if mode == "sql":
+        datasource = context.data_sources.add_postgres(source_name, connection_string=url)
+        asset = datasource.add_query_asset(suite.name, query=query)
+        batch = asset.add_batch_definition_whole_table("batch").get_batch()
+    else:
+        datasource = context.data_sources.add_pandas(source_name)
+        asset = datasource.add_dataframe_asset(suite.name)
+        batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(batch_parameters={"dataframe": frame})
+    try:
+        result = batch.validate(gx_suite, result_format={
+            "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_REF],
+            "return_unexpected_index_query": False, "partial_unexpected_count": _GX_SAMPLE,
+        })
+    finally:
+        if mode == "sql":
+            datasource.get_engine().dispose()
+
+    # GX does not keep the suite's order (SQL results come back grouped by metric): match by our index.
+    by_index = {(item.expectation_config.meta or {}).get(_INDEX): item for item in result.results}
+    outcomes = [_outcome(spec, kwargs, by_index[spec.index]) for spec, kwargs in evaluated]
+    return GxRun(outcomes, _trimmed_json(result))
+
+
+def _outcome(spec: ExpectationSpec, kwargs: dict[str, Any], item) -> ExpectationOutcome:
+    error = _error_message(item.exception_info or {})
+    if error:
+        return ExpectationOutcome(spec, kwargs, success=False, error=error)
+    result = item.result or {}
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in result.get("unexpected_index_list") or []:
+        if isinstance(entry, dict) and ROW_REF in entry:
+            ref = str(entry[ROW_REF])
+            rows[ref] = {k: v for k, v in entry.items() if k != ROW_REF}
+    if spec.type == "unexpected_rows_expectation":
+        details = (result.get("details") or {}).get("unexpected_rows") or []
+        sample = [{k: v for k, v in row.items() if k != ROW_REF} for row in details[:5]]
+        count = int(result.get("observed_value") or 0)
+    else:
+        sample = list(result.get("partial_unexpected_list") or [])
+        count = int(result.get("unexpected_count") or 0)
+    return ExpectationOutcome(
+        spec, kwargs, success=bool(item.success), unexpected_count=count, sample=sample, rows=rows,
+        observed_value=result.get("observed_value"),
+    )
+
+
+def _error_message(info: dict[str, Any]) -> str | None:
+    """GX reports errors at the top level, or per metric (keyed by metric id) when a query failed."""
+    candidates = [info] + [v for v in info.values() if isinstance(v, dict)]
+    for candidate in candidates:
+        if candidate.get("raised_exception"):
+            message = candidate.get("exception_message") or "GX raised an error"
+            return " ".join(message.split("[SQL:")[0].split())[:500]
+    return None
+
+
+def _trimmed_json(result) -> dict[str, Any]:
+    """The GX result as JSON without the full unexpected lists (a million row refs do not belong in a table)."""
+    data = result.to_json_dict()
+    for item in data.get("results", []):
+        outcome = item.get("result") or {}
+        for key in ("unexpected_index_list", "unexpected_list", "partial_unexpected_index_list",
+                    "partial_unexpected_counts", "unexpected_index_query"):
+            outcome.pop(key, None)
+        details = outcome.get("details")
+        if isinstance(details, dict) and isinstance(details.get("unexpected_rows"), list):
+            details["unexpected_rows"] = details["unexpected_rows"][:_GX_SAMPLE]
+    return _plain(data)

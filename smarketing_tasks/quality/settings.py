@@ -1,0 +1,32 @@
+"""Settings of the quality gate (``SMARKETING_<NAME>`` or the ``smarketing_settings`` Variable)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from smarketing_tasks.paths import DATA_DIR
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Data quality gates (``smarketing_tasks.quality``); suites may set their own threshold."""
+
+    # Default share of a batch's rows that may break row-level expectations (and be quarantined) before the
+    # gate fails; a suite's meta.smarketing.max_bad_share wins.
+    max_bad_share: float = 0.05
+    # Offending values quoted in a failure message, per expectation.
+    sample_size: int = 5
+    # Most rows one suite run quarantines; a run above it fails (a source this broken needs a person).
+    quarantine_cap: int = 100_000
+    # "sql" or "pandas" forces every suite to validate there (benchmarks, debugging); empty: each suite's choice.
+    force_mode: str = ""
+    # Where Data Docs HTML is built; empty: <SMARKETING_DATA_DIR>/data_docs.
+    data_docs_dir: str = ""
+
+    def data_docs_path(self) -> Path:
+        if self.data_docs_dir:
+            return Path(self.data_docs_dir)
+        # Read at call time: the demo and tests point SMARKETING_DATA_DIR at their own folder.
+        return Path(os.environ.get("SMARKETING_DATA_DIR", DATA_DIR)) / "data_docs"
