@@ -1,0 +1,71 @@
+-- marketing.advocates
+-- Grain: one row per customer who has been scored: the customer's latest advocate score on or before the
+-- build's as-of date, with the segment of the run before it, so movement between segments shows.
+-- Parameters: :as_of (timestamptz, the run's logical time). Session time zone is UTC.
+
+with
+
+scores as (
+    select *
+    from smarketing.advocate_scores
+    where score_date <= cast(:as_of as timestamptz)::date
+),
+
+ranked as (
+    select
+        scores.*,
+        row_number() over (partition by customer_id order by score_date desc) as run_recency
+    from scores
+),
+
+latest as (
+    select * from ranked where run_recency = 1
+),
+
+previous as (
+    select customer_id, segment, advocate_score
+    from ranked
+    where run_recency = 2
+),
+
+waiting_follow_ups as (
+    select distinct customer_id
+    from smarketing.follow_ups
+    where status in ('open', 'contacted')
+      and created_at < :as_of
+),
+
+final as (
+    select
+        latest.customer_id,
+        latest.segment,
+        latest.advocate_score,
+        previous.segment as previous_segment,
+        latest.advocate_score - previous.advocate_score as score_change,
+        latest.is_lukewarm,
+        latest.nps_class,
+        latest.last_rating,
+        latest.sentiment,
+        latest.reviews_count,
+        latest.social_posts_count,
+        latest.social_reach,
+        latest.referrals_count,
+        latest.referral_revenue,
+        latest.orders_count,
+        latest.lifetime_value,
+        latest.recency_days,
+        latest.expected_purchases_90d,
+        latest.predicted_value_90d,
+        customers.country,
+        customers.created_at as customer_since,
+        waiting_follow_ups.customer_id is not null as has_open_follow_up,
+        latest.reasons,
+        latest.score_date,
+        latest.scored_at
+    from latest
+    left join previous on previous.customer_id = latest.customer_id
+    left join smarketing.customers as customers on customers.customer_id = latest.customer_id
+    left join waiting_follow_ups on waiting_follow_ups.customer_id = latest.customer_id
+)
+
+select * from final

@@ -1,0 +1,45 @@
+-- marketing.follow_ups
+-- Grain: one row per customer and follow-up reason (the closed loop's work items), opened before the as-of
+-- time, with the customer's current score so that sales sees what is at stake.
+-- Parameters: :as_of (timestamptz). Session time zone is UTC. The build redacts contact data from free text.
+
+with
+
+follow_ups as (
+    select *
+    from smarketing.follow_ups
+    where created_at < :as_of
+),
+
+current_scores as (
+    select distinct on (customer_id)
+        customer_id, segment, advocate_score, lifetime_value
+    from smarketing.advocate_scores
+    where score_date <= cast(:as_of as timestamptz)::date
+    order by customer_id, score_date desc
+),
+
+final as (
+    select
+        follow_ups.customer_id,
+        follow_ups.reason,
+        follow_ups.priority,
+        follow_ups.owner_team,
+        follow_ups.status,
+        follow_ups.status in ('open', 'contacted') as is_waiting,
+        case when follow_ups.status in ('open', 'contacted')
+             then greatest(0, extract(day from cast(:as_of as timestamptz) - follow_ups.created_at))::integer
+        end as days_waiting,
+        follow_ups.review_excerpt,
+        follow_ups.suggested_questions,
+        follow_ups.outcome,
+        current_scores.segment,
+        current_scores.advocate_score,
+        current_scores.lifetime_value,
+        follow_ups.created_at,
+        follow_ups.updated_at
+    from follow_ups
+    left join current_scores on current_scores.customer_id = follow_ups.customer_id
+)
+
+select * from final

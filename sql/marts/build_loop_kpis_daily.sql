@@ -1,0 +1,232 @@
+-- marketing.loop_kpis_daily
+-- Grain: one row per calendar day (UTC) from the first recorded activity to the last complete day before the
+-- as-of time. Activity columns count events of that day; customer-base columns (NPS, segments, lukewarm,
+-- word of mouth at risk) come from the latest scoring run dated on or before the next morning, because a run
+-- dated D scores everything up to the start of D.
+-- Parameters: :as_of (timestamptz), :word_of_mouth_reach (integer). Session time zone is UTC.
+
+with
+
+bounds as (
+    select (cast(:as_of as timestamptz) - interval '1 microsecond')::date as last_day
+),
+
+orders as (
+    select * from smarketing.orders where ordered_at < :as_of
+),
+
+sent_messages as (
+    select * from smarketing.outreach_messages where status = 'sent' and sent_at < :as_of
+),
+
+reviews as (
+    select * from smarketing.reviews where created_at < :as_of
+),
+
+social_posts as (
+    select * from smarketing.social_posts where posted_at < :as_of
+),
+
+referrals as (
+    select * from smarketing.referrals where redeemed_at < :as_of
+),
+
+scores as (
+    select * from smarketing.advocate_scores where score_date <= cast(:as_of as timestamptz)::date
+),
+
+first_activity as (
+    select min(first_day) as first_day
+    from (
+        select min(ordered_at)::date as first_day from orders
+        union all select min(sent_at)::date from sent_messages
+        union all select min(created_at)::date from reviews
+        union all select min(posted_at)::date from social_posts
+        union all select min(redeemed_at)::date from referrals
+    ) as firsts
+),
+
+days as (
+    select generate_series(first_activity.first_day, bounds.last_day, interval '1 day')::date as day
+    from first_activity
+    cross join bounds
+    where first_activity.first_day <= bounds.last_day
+),
+
+orders_daily as (
+    select ordered_at::date as day, count(*) as purchases, sum(total_amount) as revenue
+    from orders
+    group by 1
+),
+
+deliveries_daily as (
+    select delivered_at::date as day, count(*) as deliveries
+    from smarketing.orders
+    where delivered_at < :as_of
+    group by 1
+),
+
+sends_daily as (
+    select
+        sent_at::date as day,
+        count(*) filter (where kind = 'review_request') as requests_sent,
+        count(*) filter (where kind = 'review_reminder') as reminders_sent,
+        count(*) filter (where kind in ('share_ask', 'referral_ask')) as share_asks_sent
+    from sent_messages
+    group by 1
+),
+
+-- a request is answered when its order (or the request itself) got a review after it was sent
+answered_daily as (
+    select requests.sent_at::date as day, count(*) as requests_answered
+    from sent_messages as requests
+    where requests.kind = 'review_request'
+      and exists (
+          select 1
+          from reviews
+          where reviews.created_at >= requests.sent_at
+            and (reviews.message_id = requests.message_id
+                 or (requests.order_id is not null and reviews.order_id = requests.order_id))
+      )
+    group by 1
+),
+
+reviews_daily as (
+    select created_at::date as day, count(*) as reviews_received, avg(rating) as avg_rating
+    from reviews
+    group by 1
+),
+
+social_daily as (
+    select posted_at::date as day, count(*) as social_posts, sum(coalesce(followers, 0)) as social_reach
+    from social_posts
+    group by 1
+),
+
+referrals_daily as (
+    select redeemed_at::date as day, count(*) as referrals, sum(revenue) as referral_revenue
+    from referrals
+    group by 1
+),
+
+unsubscribes_daily as (
+    select suppressed_at::date as day, count(*) as unsubscribes
+    from smarketing.suppressions
+    where reason = 'unsubscribe' and suppressed_at < :as_of
+    group by 1
+),
+
+email_events_daily as (
+    select
+        occurred_at::date as day,
+        count(*) filter (where event_type = 'complaint') as complaints,
+        count(*) filter (where event_type = 'bounce' and bounce_type = 'hard') as hard_bounces
+    from smarketing.email_events
+    where occurred_at < :as_of
+    group by 1
+),
+
+follow_ups_opened_daily as (
+    select created_at::date as day, count(*) as follow_ups_opened
+    from smarketing.follow_ups
+    where created_at < :as_of
+    group by 1
+),
+
+follow_ups_closed_daily as (
+    select updated_at::date as day, count(*) as follow_ups_closed
+    from smarketing.follow_ups
+    where status in ('resolved', 'dismissed') and updated_at < :as_of
+    group by 1
+),
+
+score_runs as (
+    select
+        score_date,
+        count(*) as customers_scored,
+        count(*) filter (where nps_class = 'promoter') as promoters,
+        count(*) filter (where nps_class = 'passive') as passives,
+        count(*) filter (where nps_class = 'detractor') as detractors,
+        count(*) filter (where segment in ('champion', 'advocate')) as advocates,
+        count(*) filter (where is_lukewarm) as lukewarm,
+        count(*) filter (where segment = 'champion') as segment_champion,
+        count(*) filter (where segment = 'advocate') as segment_advocate,
+        count(*) filter (where segment = 'promising') as segment_promising,
+        count(*) filter (where segment = 'lukewarm') as segment_lukewarm,
+        count(*) filter (where segment = 'at_risk') as segment_at_risk,
+        count(*) filter (where segment = 'detractor') as segment_detractor,
+        count(*) filter (where segment = 'silent') as segment_silent,
+        count(*) filter (where nps_class = 'detractor' or is_lukewarm) as unhappy_customers
+    from scores
+    group by score_date
+),
+
+day_runs as (
+    select
+        days.day,
+        (select max(score_runs.score_date) from score_runs where score_runs.score_date <= days.day + 1)
+            as scores_taken_on
+    from days
+),
+
+final as (
+    select
+        days.day,
+        coalesce(orders_daily.purchases, 0) as purchases,
+        coalesce(orders_daily.revenue, 0) as revenue,
+        coalesce(deliveries_daily.deliveries, 0) as deliveries,
+        coalesce(sends_daily.requests_sent, 0) as requests_sent,
+        coalesce(sends_daily.reminders_sent, 0) as reminders_sent,
+        coalesce(sends_daily.share_asks_sent, 0) as share_asks_sent,
+        coalesce(reviews_daily.reviews_received, 0) as reviews_received,
+        coalesce(answered_daily.requests_answered, 0) as requests_answered,
+        answered_daily.requests_answered::double precision / nullif(sends_daily.requests_sent, 0)
+            as response_rate,
+        reviews_daily.avg_rating,
+        coalesce(social_daily.social_posts, 0) as social_posts,
+        coalesce(social_daily.social_reach, 0) as social_reach,
+        coalesce(referrals_daily.referrals, 0) as referrals,
+        coalesce(referrals_daily.referral_revenue, 0) as referral_revenue,
+        coalesce(unsubscribes_daily.unsubscribes, 0) as unsubscribes,
+        coalesce(email_events_daily.complaints, 0) as complaints,
+        coalesce(email_events_daily.hard_bounces, 0) as hard_bounces,
+        coalesce(follow_ups_opened_daily.follow_ups_opened, 0) as follow_ups_opened,
+        coalesce(follow_ups_closed_daily.follow_ups_closed, 0) as follow_ups_closed,
+        day_runs.scores_taken_on,
+        score_runs.customers_scored,
+        score_runs.promoters,
+        score_runs.passives,
+        score_runs.detractors,
+        round(100.0 * (score_runs.promoters - score_runs.detractors)
+              / nullif(score_runs.promoters + score_runs.passives + score_runs.detractors, 0), 1) as nps,
+        score_runs.advocates,
+        score_runs.lukewarm,
+        score_runs.lukewarm::double precision
+            / nullif(score_runs.promoters + score_runs.passives + score_runs.detractors, 0) as lukewarm_share,
+        score_runs.segment_champion,
+        score_runs.segment_advocate,
+        score_runs.segment_promising,
+        score_runs.segment_lukewarm,
+        score_runs.segment_at_risk,
+        score_runs.segment_detractor,
+        score_runs.segment_silent,
+        score_runs.unhappy_customers,
+        cast(:word_of_mouth_reach as integer) as word_of_mouth_reach_per_customer,
+        score_runs.unhappy_customers * cast(:word_of_mouth_reach as bigint) as word_of_mouth_at_risk
+    from days
+    join day_runs on day_runs.day = days.day
+    left join score_runs on score_runs.score_date = day_runs.scores_taken_on
+    left join orders_daily on orders_daily.day = days.day
+    left join deliveries_daily on deliveries_daily.day = days.day
+    left join sends_daily on sends_daily.day = days.day
+    left join answered_daily on answered_daily.day = days.day
+    left join reviews_daily on reviews_daily.day = days.day
+    left join social_daily on social_daily.day = days.day
+    left join referrals_daily on referrals_daily.day = days.day
+    left join unsubscribes_daily on unsubscribes_daily.day = days.day
+    left join email_events_daily on email_events_daily.day = days.day
+    left join follow_ups_opened_daily on follow_ups_opened_daily.day = days.day
+    left join follow_ups_closed_daily on follow_ups_closed_daily.day = days.day
+)
+
+select * from final

@@ -1,0 +1,135 @@
+-- marketing.outreach_funnel
+-- Grain: one row per send day (UTC), message kind, channel and template variant, over messages sent before
+-- the as-of time. A message counts as responded when a review, social post or referral is attributed to it
+-- (their message_id); the response rate is over delivered messages, with a Wilson score interval
+-- (z for :confidence, both passed in by the build).
+-- Parameters: :as_of (timestamptz), :z (double precision), :confidence (double precision).
+
+with
+
+sent_messages as (
+    select message_id, kind, channel, template_variant, sent_at::date as day
+    from smarketing.outreach_messages
+    where status = 'sent'
+      and sent_at < :as_of
+),
+
+message_events as (
+    select
+        message_id,
+        bool_or(event_type = 'bounce') as bounced,
+        bool_or(event_type = 'open') as opened,
+        bool_or(event_type = 'click') as clicked,
+        bool_or(event_type = 'unsubscribe') as unsubscribed,
+        bool_or(event_type = 'complaint') as complained
+    from smarketing.email_events
+    where message_id is not null
+      and occurred_at < :as_of
+    group by message_id
+),
+
+responses as (
+    select message_id, 'review' as response_kind
+    from smarketing.reviews
+    where message_id is not null and created_at < :as_of
+    union all
+    select message_id, 'social_post'
+    from smarketing.social_posts
+    where message_id is not null and posted_at < :as_of
+    union all
+    select message_id, 'referral'
+    from smarketing.referrals
+    where message_id is not null and redeemed_at < :as_of
+),
+
+message_responses as (
+    select
+        message_id,
+        count(*) filter (where response_kind = 'review') as reviews,
+        count(*) filter (where response_kind = 'social_post') as social_posts,
+        count(*) filter (where response_kind = 'referral') as referrals
+    from responses
+    group by message_id
+),
+
+per_message as (
+    select
+        sent_messages.*,
+        -- an answered message evidently arrived, whatever a (soft) bounce event said
+        coalesce(message_events.bounced, false) and message_responses.message_id is null as bounced,
+        coalesce(message_events.opened, false) as opened,
+        coalesce(message_events.clicked, false) as clicked,
+        coalesce(message_events.unsubscribed, false) as unsubscribed,
+        coalesce(message_events.complained, false) as complained,
+        message_responses.message_id is not null as responded,
+        coalesce(message_responses.reviews, 0) as reviews,
+        coalesce(message_responses.social_posts, 0) as social_posts,
+        coalesce(message_responses.referrals, 0) as referrals
+    from sent_messages
+    left join message_events on message_events.message_id = sent_messages.message_id
+    left join message_responses on message_responses.message_id = sent_messages.message_id
+),
+
+counts as (
+    select
+        day,
+        kind,
+        channel,
+        template_variant,
+        count(*)::integer as sent,
+        count(*) filter (where bounced)::integer as bounced,
+        count(*) filter (where not bounced)::integer as delivered,
+        count(*) filter (where not bounced and opened)::integer as opened,
+        count(*) filter (where not bounced and clicked)::integer as clicked,
+        count(*) filter (where responded)::integer as responded,
+        sum(reviews)::integer as reviews,
+        sum(social_posts)::integer as social_posts,
+        sum(referrals)::integer as referrals,
+        count(*) filter (where unsubscribed)::integer as unsubscribed,
+        count(*) filter (where complained)::integer as complained
+    from per_message
+    group by day, kind, channel, template_variant
+),
+
+wilson as (
+    select
+        counts.*,
+        rate.p as response_rate,
+        (rate.p + rate.z2 / (2 * rate.n)) / (1 + rate.z2 / rate.n) as center,
+        sqrt(rate.z2) / (1 + rate.z2 / rate.n)
+            * sqrt(rate.p * (1 - rate.p) / rate.n + rate.z2 / (4 * rate.n * rate.n)) as half_width
+    from counts
+    cross join lateral (
+        select
+            nullif(counts.delivered, 0)::double precision as n,
+            counts.responded::double precision / nullif(counts.delivered, 0) as p,
+            power(cast(:z as double precision), 2) as z2
+    ) as rate
+),
+
+final as (
+    select
+        day,
+        kind,
+        channel,
+        template_variant,
+        sent,
+        bounced,
+        delivered,
+        opened,
+        clicked,
+        responded,
+        reviews,
+        social_posts,
+        referrals,
+        unsubscribed,
+        complained,
+        response_rate,
+        -- greatest/least skip nulls, so keep 'no delivery, no interval' explicit
+        case when delivered > 0 then greatest(0, center - half_width) end as ci_low,
+        case when delivered > 0 then least(1, center + half_width) end as ci_high,
+        cast(:confidence as double precision) as confidence_level
+    from wilson
+)
+
+select * from final
