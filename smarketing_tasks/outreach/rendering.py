@@ -98,6 +98,7 @@ class RenderedMessage:
         message.set_content(self.text)
         if self.html is not None:
             message.add_alternative(self.html, subtype="html")
+            message.set_boundary(f"=_smarketing_{self.message_id}")  # a resend is the same bytes
         return message
 
     def to_json(self) -> dict:

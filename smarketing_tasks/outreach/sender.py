@@ -79,6 +79,7 @@ _CLAIM = """
 with picked as (
     select message_id from smarketing.outreach_messages
     where status = 'planned' and due_at <= :as_of and channel = any(:channels) and expires_at >= :wall_now
+      and message_id <> all(:seen)
     order by due_at, message_id
     for update skip locked
     limit :n
@@ -234,14 +235,17 @@ def send_due(engine: sa.Engine, channels: Mapping[str, Channel], renderer: Rende
                 "sms": _RateLimiter(settings.webhook_rate_per_second, sleep)}
     base = {"worker": worker, "lease": settings.claim_lease_seconds}
     remaining = limit
+    seen: list[str] = []  # handled in this call: a requeued message waits for the next run
     try:
         while remaining is None or remaining > 0:
             batch = settings.batch_size if remaining is None else min(settings.batch_size, remaining)
             claimed = recorder.run(_CLAIM, {**base, "as_of": as_of, "wall_now": clock(),
-                                            "channels": list(channels), "n": batch}, fetch=True)
+                                            "channels": list(channels), "n": batch, "seen": seen},
+                                  fetch=True)
             if not claimed:
                 break
             rows = recorder.run(_FETCH, {"ids": [r.message_id for r in claimed]}, fetch=True)
+            seen.extend(r.message_id for r in claimed)
             if remaining is not None:
                 remaining -= len(rows)
             for index, row in enumerate(rows):
@@ -314,13 +318,15 @@ def _send_one(data: MessageData, recorder: _Recorder, sessions: dict, channels: 
             if attempts_total >= settings.max_attempts:
                 finish("failed", f"gave up after {attempts_total} attempts: {error}", "transient", str(error))
                 report.failed["transient"] += 1
-                return
-            if attempt >= settings.max_attempts:
+            elif attempt >= settings.send_retries:
                 finish("planned", f"requeued after transient error: {error}", "transient", str(error))
                 report.requeued += 1
-                raise _Outage(str(error)) from error
-            sleep(min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds))
-            continue
+            else:
+                sleep(min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds))
+                continue
+            if error.code is not None and 400 <= error.code < 500 and error.code != 421:
+                return  # the server deferred this recipient only; the channel itself works
+            raise _Outage(str(error)) from error
         recorder.run(_SENT, {**base, "id": data.message_id, "provider_id": provider_id})
         report.sent += 1
         if on_sent is not None:

@@ -55,7 +55,8 @@ class OutreachSettings:
     webhook_url: str = ""  # SMS/ESP webhook endpoint; empty: SMS messages go to the sink
     webhook_secret: str = ""  # HMAC key for X-Smarketing-Signature; empty: the link-signing key
     batch_size: int = 500  # messages claimed per transaction
-    max_attempts: int = 5  # attempts per message before it is marked failed
+    max_attempts: int = 5  # attempts per message, over all runs, before it is marked failed
+    send_retries: int = 3  # attempts within one run; then the channel counts as down and the run fails
     retry_base_seconds: float = 0.5  # backoff: base * 2**attempt, capped below
     retry_max_seconds: float = 30.0
     email_rate_per_second: float = 0.0  # per-channel rate limit; 0 = unlimited

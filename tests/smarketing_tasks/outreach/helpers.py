@@ -132,6 +132,13 @@ class RecordingHandler:
         self.messages: list = []
         self.lock = threading.Lock()
         self.fired = 0
+        self.fired_at: set[int] = set()
+        self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.connections += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.faults.reject_recipients:
@@ -146,14 +153,15 @@ class RecordingHandler:
             self.fired += 1
             os.kill(f.kill_pid, signal.SIGKILL)
             return "451 4.3.0 sender went away"
-        if self.fired < f.fail_times:
-            if f.drop_after is not None and count >= f.drop_after and count % max(f.drop_after, 1) == 0:
-                self.fired += 1
-                server.transport.close()
+        # Each fault fires once per k accepted messages (every k-th message fails once, then goes through).
+        every = f.drop_after or f.refuse_after
+        if every and self.fired < f.fail_times and count and count % every == 0 and count not in self.fired_at:
+            self.fired += 1
+            self.fired_at.add(count)
+            if f.drop_after:
+                server.transport.close()  # no reply at all: the client sees a dropped connection
                 return "421 closing"
-            if f.refuse_after is not None and count >= f.refuse_after and count % max(f.refuse_after, 1) == 0:
-                self.fired += 1
-                return "421 4.7.0 try again later"
+            return "421 4.7.0 try again later"
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
             if f.on_message is not None:
