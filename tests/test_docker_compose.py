@@ -1,7 +1,7 @@
 """docker-compose.yaml, Dockerfile and .env.example checked offline (no Docker engine on these machines).
 
 The compose file is validated against the Compose specification's JSON schema (tests/data/compose_spec.json,
-see tests/data/README.md for where it comes from), both as written and after interpolating .env.example
+see tests/data/compose_spec.ORIGIN.md for where it comes from), both as written and after interpolating .env.example
 the way `docker compose` does, then checked for what the stack needs to work: the services, the shared
 x-airflow-common settings, healthchecks, start order, and that the image is built from the lock.
 """
