@@ -60,6 +60,32 @@ def shop_source() -> Source:
     return ReferenceSqlSource(connection_url(SHOP_CONN_ID), schema=extra.get("schema", "shop"))
 
 
+def smtp_params():
+    """The ``smarketing_smtp`` connection as outreach's SmtpParams, or None when it is not defined.
+
+    Extras follow Airflow's SMTP provider: ``disable_ssl`` / ``disable_tls`` (both default false, i.e.
+    implicit TLS), ``from_email``, ``timeout``. A local server: ``smtp://127.0.0.1:8025?disable_ssl=true&disable_tls=true``.
+    """
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from smarketing_tasks.outreach.channels import SmtpParams
+
+    try:
+        conn = _connection(SMTP_CONN_ID)
+    except AirflowNotFoundException:
+        return None
+    extra = conn.extra_dejson if conn.extra else {}
+
+    def flag(name: str) -> bool:
+        return str(extra.get(name, False)).strip().lower() in {"1", "true", "yes", "on"}
+
+    use_ssl = not flag("disable_ssl")
+    return SmtpParams(host=conn.host or "127.0.0.1", port=int(conn.port or (465 if use_ssl else 25)),
+                      login=conn.login or None, password=conn.password or None,
+                      use_ssl=use_ssl, starttls=not use_ssl and not flag("disable_tls"),
+                      timeout=float(extra.get("timeout", 30)), from_email=extra.get("from_email") or None)
+
+
 def settings(cls):
     """Settings ``cls`` from ``SMARKETING_*`` env vars and the ``smarketing_settings`` Variable."""
     from airflow.sdk import Variable

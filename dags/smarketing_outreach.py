@@ -1,0 +1,100 @@
+"""
+### smarketing_outreach — ask for reviews, remind once, ask happy customers to share; send each message once
+
+Runs when `smarketing_ingest` announces new purchases (Asset `smarketing://purchases`) **and** every
+hour, so that reminders and delayed asks go out on time without new purchases.
+
+1. **plan** writes every due ask into the outbox `smarketing.outreach_messages` (set-based SQL), one
+   row per idempotency key `customer:order:kind:step`, `planned` or `skipped` with the reason:
+   suppression, consent, contact, returned/cancelled order, already reviewed, cooldown (120 days),
+   global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores.
+2. **send** (one mapped task per channel: email over the `smarketing_smtp` connection, SMS over the
+   webhook) claims due messages with `FOR UPDATE SKIP LOCKED`, re-checks suppression and reviews,
+   expires stale messages against the real clock (a backfill never sends old asks), and records each
+   result as soon as the server accepted it. Transient trouble is retried with backoff; if a channel
+   stays down the task fails and Airflow retries it later; permanent rejections fail the message.
+3. **publish** emits the Asset `smarketing://outreach` with the counts.
+
+* **Connections**: `smarketing_warehouse`, `smarketing_smtp` (absent: emails go to the Maildir sink).
+* **Settings**: `OutreachSettings` (env `SMARKETING_*` or the `smarketing_settings` Variable).
+* **Reruns and backfills** plan nothing twice and send nothing twice; the staleness guard expires
+  what is too old to send.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
+from smarketing_airflow.assets import OUTREACH, PURCHASES
+from smarketing_airflow.defaults import DEFAULT_ARGS, tags
+
+SEND_CHANNELS = ["email", "sms"]
+
+
+def _run_time(context) -> pendulum.DateTime:
+    """The run's "now": its data-interval end, or when it was asked to run for runs without one."""
+    return context.get("data_interval_end") or context["dag_run"].run_after
+
+
+@dag(
+    dag_id="smarketing_outreach",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("15 * * * *", timezone="UTC"), assets=PURCHASES),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=tags("outreach", "email"),
+    doc_md=__doc__,
+)
+def smarketing_outreach():
+    @task
+    def plan() -> dict:
+        """Write every due ask into the outbox, planned or skipped with its reason."""
+        from smarketing_airflow.connections import settings, warehouse_engine
+
+        from smarketing_tasks.migrations import migrate
+        from smarketing_tasks.outreach import OutreachSettings, plan_outreach
+
+        context = get_current_context()
+        engine = warehouse_engine()
+        migrate(engine)
+        result = plan_outreach(engine, _run_time(context), settings(OutreachSettings), run_id=context["run_id"])
+        print(f"planned {result.planned:,}, skipped {result.skipped:,}: {result.as_dict()['skipped_by_reason']}")
+        return result.as_dict()
+
+    @task(map_index_template="{{ channel }}")
+    def send(channel: str, planned: dict) -> dict:
+        """Claim and send the due messages of one channel, each exactly once."""
+        import os
+        import socket
+
+        from smarketing_airflow.connections import settings, smtp_params, warehouse_engine
+
+        from smarketing_tasks.outreach import OutreachSettings, send_outreach
+
+        context = get_current_context()
+        report = send_outreach(
+            warehouse_engine(), _run_time(context), settings(OutreachSettings), smtp_params(),
+            clock=lambda: pendulum.now("UTC"),  # the staleness guard's real clock
+            worker=f"{socket.gethostname()}:{os.getpid()}:{context['run_id']}:{channel}",
+            channels=[channel],
+        )
+        print(f"{channel}: {report.as_dict()}")
+        return report.as_dict()
+
+    @task(outlets=[OUTREACH])
+    def publish(planned: dict, reports: list[dict]) -> dict:
+        """Announce what went out to downstream DAGs (scoring, marts)."""
+        summary = {**planned, "sent": sum(r["sent"] for r in reports),
+                   "failed": sum(sum(r["failed"].values()) for r in reports),
+                   "expired": sum(r["rechecked"].get("expired", 0) for r in reports)}
+        get_current_context()["outlet_events"][OUTREACH].extra = summary
+        print(summary)
+        return summary
+
+    planned = plan()
+    reports = send.partial(planned=planned).expand(channel=SEND_CHANNELS)
+    publish(planned, reports)
+
+
+smarketing_outreach()

@@ -1,0 +1,74 @@
+"""smarketing_outreach under dag.test(): plans, sends to a real SMTP server once, emits the Asset, reruns cleanly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+
+def _run(logical_date):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dag_integrity import DAGS_FOLDER
+
+    dag = DagBag(dag_folder=str(DAGS_FOLDER / "smarketing_outreach.py")).get_dag("smarketing_outreach")
+    return dag.test(logical_date=logical_date)
+
+
+def test_outreach_dag_sends_each_message_once_and_emits_outreach_asset(airflow_db, loop_connections, monkeypatch):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    from smarketing_tasks.db import make_engine
+    from tests.smarketing_tasks.outreach.helpers import SmtpServer, Warehouse
+
+    # The staleness guard compares with the real clock, so this run's "now" is the real hour.
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    engine = make_engine(loop_connections["smarketing_warehouse"])
+    shop = Warehouse(engine)
+    for i in range(6):
+        shop.customer(f"c{i}", marketing=i != 5)
+        shop.order(f"o{i}", f"c{i}", delivered_at=now - timedelta(days=7, hours=i))
+    shop.suppress("c4@example.com", "unsubscribe")
+
+    with SmtpServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_SMTP",
+                           f"smtp://127.0.0.1:{server.port}?disable_ssl=true&disable_tls=true")
+        first = _run(now)
+        assert first.state == "success"
+        rerun = _run(now + timedelta(minutes=1))
+        assert rerun.state == "success"
+
+    received = server.handler.per_message_id()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select customer_id, status, status_reason, message_id from smarketing.outreach_messages")).all()
+    engine.dispose()
+    assert sorted(r.customer_id for r in rows if r.status == "sent") == ["c0", "c1", "c2", "c3"]
+    assert {r.customer_id: r.status_reason for r in rows if r.status == "skipped"} == {
+        "c4": "suppressed: unsubscribe", "c5": "no consent"}
+    assert set(received) == {r.message_id for r in rows if r.status == "sent"}
+    assert set(received.values()) == {1}
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == first.run_id).all()
+        assert [(e.asset.name, e.asset.uri.rstrip("/")) for e in events] == [("smarketing_outreach",
+                                                                               "smarketing://outreach")]
+        assert events[0].extra["sent"] == 4 and events[0].extra["skipped"] == 2
+
+
+def test_outreach_dag_is_scheduled_by_purchases_and_by_the_clock(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dag_integrity import DAGS_FOLDER
+
+    dag = DagBag(dag_folder=str(DAGS_FOLDER / "smarketing_outreach.py")).get_dag("smarketing_outreach")
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.asset_condition.uri.rstrip("/") == "smarketing://purchases"
+    assert type(dag.timetable.timetable).__name__ == "CronTriggerTimetable"  # due reminders without new purchases
+    outlets = {o.uri.rstrip("/") for t in dag.tasks for o in t.outlets}
+    assert outlets == {"smarketing://outreach"}
