@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -155,8 +156,9 @@ def run_suite(
     if is_frame:
         frame = data.reset_index(drop=True)
         frame[ROW_REF] = frame.index.astype(str)
-        batch = f"frame from {source}"
         rows_checked = len(frame)
+        columns = [c for c in frame.columns if c != ROW_REF]
+        batch = f"frame from {source}"
     else:
         target = table or suite.table
         if not target:
@@ -173,6 +175,9 @@ def run_suite(
         else:
             with engine.connect() as conn:
                 rows_checked = int(conn.execute(sa.text(f"select count(*) from ({query}) q")).scalar())
+        with engine.connect() as conn:
+            names = list(conn.execute(sa.text(f"select * from ({query}) q limit 0")).keys())
+        columns = [c for c in names if c != ROW_REF]
 
     if rows_checked == 0:
         run = None
@@ -187,6 +192,11 @@ def run_suite(
     distributions = _distributions(suite, engine, frame if chosen == "pandas" else None, query,
                                    rows_checked, run_id=run_id, run_time=run_time)
     problems, warnings, bad_rows = _judge(suite, outcomes, distributions, rows_checked, threshold, settings)
+    if suite.forbidden_columns:
+        forbidden = [c for c in columns if re.search(suite.forbidden_columns, c)]
+        if forbidden:
+            problems.insert(0, f"column(s) {', '.join(forbidden)} must not exist here (pattern "
+                               f"{suite.forbidden_columns}: contact data, or what incentives must never depend on)")
 
     result = SuiteResult(
         suite=suite.name, dataset=suite.dataset, run_id=run_id, batch=batch, mode=chosen,

@@ -103,6 +103,7 @@ class SuiteSpec:
     batch_filter: str | None  # SQL over alias t with {since} and {until}: the rows of one interval
     join: str | None  # extra relations joined to t (e.g. contact data kept apart), never deleted from
     extra_columns: str | None  # their columns added to the batch, e.g. "c.email"
+    forbidden_columns: str | None  # regex of column names that must not exist (contact data in a mart)
     max_bad_share: float | None  # None: the settings' default
     on_bad_rows: OnBadRows  # move: out of the table/frame into quarantine; record: quarantine only
     description: str
@@ -168,7 +169,7 @@ def parse_suite(raw: dict[str, Any], source: str = "<dict>") -> SuiteSpec:
     return SuiteSpec(
         name=raw["name"], dataset=loop.get("dataset", raw["name"]), table=loop.get("table"),
         key=tuple(loop.get("key", ())), mode=mode, batch_filter=loop.get("batch_filter"),
-        join=loop.get("join"), extra_columns=loop.get("extra_columns"),
+        join=loop.get("join"), extra_columns=loop.get("extra_columns"), forbidden_columns=loop.get("forbidden_columns"),
         max_bad_share=loop.get("max_bad_share"), on_bad_rows=loop.get("on_bad_rows", "move"),
         description=loop.get("description", ""), expectations=tuple(expectations), distributions=distributions,
         raw=raw,
