@@ -121,7 +121,7 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     has_text = analysed["words"].to_numpy() > 0
     negative = scored & (compound <= rules.negative_compound)
     detractor = (level == "detractor") | negative
-    neutral = ~has_text | ~scored | (compound < rules.strong_compound)
+    neutral = ~has_text | ~scored | (compound < rules.strong_compound) | faint
     lukewarm = ~detractor & (((level == "passive") & neutral) | ((level == "promoter") & scored & faint))
     nps_class = np.where(detractor & (level != ""), "detractor",
                          np.where(lukewarm, "passive", level))

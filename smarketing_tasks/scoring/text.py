@@ -99,12 +99,11 @@ def is_faint(text: str, compound: float, short_words: int, strong_compound: floa
     plain = normalize(text)
     if not plain or compound <= negative_compound:
         return False
-    if plain in FAINT_PHRASES:
-        return True
     tokens = plain.split()
-    if compound >= strong_compound:
-        return False
-    return len(tokens) <= short_words or all(t in FAINT_WORDS for t in tokens)
+    # Faint words stay faint whatever VADER's intensifiers make of them ("pretty good overall" scores 0.73).
+    if plain in FAINT_PHRASES or all(t in FAINT_WORDS for t in tokens):
+        return True
+    return len(tokens) <= short_words and compound < strong_compound
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,8 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
                     hit = (language, False, float("nan"), False, n_words)
             cache[key] = hit
         rows.append(hit)
-    return pd.DataFrame(rows, columns=["language", "scored", "compound", "faint", "words"])
+    frame = pd.DataFrame(rows, columns=["language", "scored", "compound", "faint", "words"])
+    return frame.astype({"scored": "bool", "compound": "float64", "faint": "bool", "words": "int64"})
 
 
 def excerpt(text: str | None, limit: int = 80) -> str:
