@@ -81,6 +81,45 @@ def cmd_embedded(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The link service (unsubscribe, review and share links) beside Airflow, on uvicorn."""
+    import uvicorn
+
+    from smarketing_tasks.config import load
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.links import create_app
+    from smarketing_tasks.outreach import OutreachSettings, signing_key
+
+    settings = load(OutreachSettings, os.environ)
+    engine = make_engine(args.warehouse)
+    app = create_app(engine, settings, [signing_key(engine, settings, warn=say)], clock=lambda: datetime.now(UTC))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_outreach(args: argparse.Namespace) -> int:
+    """Plan and/or send outreach without Airflow (same code as the DAG's tasks)."""
+    import socket
+
+    from smarketing_tasks.config import load
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.migrations import migrate
+    from smarketing_tasks.outreach import OutreachSettings, SmtpParams, plan_outreach, send_outreach
+
+    settings = load(OutreachSettings, os.environ)
+    engine = make_engine(args.warehouse)
+    migrate(engine)
+    as_of = _when(args.as_of)
+    if args.command == "plan":
+        say(str(plan_outreach(engine, as_of, settings, run_id="cli").as_dict()))
+        return 0
+    smtp = SmtpParams(host=args.smtp_host, port=args.smtp_port) if args.smtp_port else None
+    report = send_outreach(engine, as_of, settings, smtp, clock=lambda: datetime.now(UTC),
+                           worker=f"{socket.gethostname()}:{os.getpid()}:cli", warn=say)
+    say(str(report.as_dict()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from smarketing_tasks.demo import DemoOptions, run_demo
 
@@ -120,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--until", help="upper bound of the window (ISO, default today)")
     ing.add_argument("--run-id", default="cli")
     ing.set_defaults(func=cmd_ingest)
+
+    serve = sub.add_parser("serve", help="run the link service (one-click unsubscribe, tracked links)")
+    serve.add_argument("--warehouse", required=True, help="PostgreSQL URL of the warehouse")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(func=cmd_serve)
+
+    for name, text in (("plan", "plan due outreach into the outbox without Airflow"),
+                       ("send", "send due outbox messages without Airflow (SMTP, or the Maildir sink)")):
+        out = sub.add_parser(name, help=text)
+        out.add_argument("--warehouse", required=True)
+        out.add_argument("--as-of", help="the run's 'now' (ISO, default today 00:00 UTC)")
+        if name == "send":
+            out.add_argument("--smtp-host", default="127.0.0.1")
+            out.add_argument("--smtp-port", type=int, help="SMTP port; omitted: the Maildir sink")
+        out.set_defaults(func=cmd_outreach)
 
     emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")
     emb.add_argument("action", choices=["start", "stop"])
