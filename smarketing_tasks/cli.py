@@ -120,6 +120,37 @@ def cmd_outreach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Check what is configured (connections from AIRFLOW_CONN_*); exit 1 when any check fails."""
+    from smarketing_tasks.config import load
+    from smarketing_tasks.health import HealthSettings, as_json, run_checks, worst
+
+    only = {name.strip() for name in args.only.split(",") if name.strip()} if args.only else None
+    results = run_checks(os.environ, datetime.now(UTC), load(HealthSettings, os.environ), only=only,
+                         api_url=args.api_url)
+    if args.json:
+        say(as_json(results))
+    else:
+        for result in results:
+            say(result.line())
+        say(f"overall: {worst(results)}")
+    return 1 if worst(results) == "fail" else 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase one customer everywhere (the same code as the smarketing_privacy DAG); prints counts only."""
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.migrations import migrate
+    from smarketing_tasks.privacy import erase_customer
+
+    engine = make_engine(args.warehouse)
+    migrate(engine)
+    result = erase_customer(engine, requested_at=datetime.now(UTC), customer_id=args.customer_id, email=args.email,
+                            request_ref=args.request_ref, run_id="cli", keep_suppression=not args.no_suppression)
+    say(str(result.as_dict()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from smarketing_tasks.demo import DemoOptions, run_demo
 
@@ -175,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
             out.add_argument("--smtp-host", default="127.0.0.1")
             out.add_argument("--smtp-port", type=int, help="SMTP port; omitted: the Maildir sink")
         out.set_defaults(func=cmd_outreach)
+
+    health = sub.add_parser("health", help="check warehouse, shop, SMTP, Airflow metadata and api-server; exit 1 on failure")
+    health.add_argument("--only", help="comma-separated subset of: warehouse,shop,smtp,metadata,api")
+    health.add_argument("--api-url", help="api-server base URL, e.g. http://airflow-apiserver:8080")
+    health.add_argument("--json", action="store_true", help="machine-readable output")
+    health.set_defaults(func=cmd_health)
+
+    erase = sub.add_parser("erase", help="erase one customer everywhere on request (privacy)")
+    erase.add_argument("--warehouse", required=True, help="PostgreSQL URL of the warehouse")
+    erase.add_argument("--customer-id")
+    erase.add_argument("--email")
+    erase.add_argument("--request-ref", help="your ticket or request id")
+    erase.add_argument("--no-suppression", action="store_true",
+                       help="do not keep the address on the suppression list")
+    erase.set_defaults(func=cmd_erase)
 
     emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")
     emb.add_argument("action", choices=["start", "stop"])
