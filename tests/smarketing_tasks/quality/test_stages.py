@@ -1,0 +1,153 @@
+"""Stage audits on real data: purchases from the demo shop, marts built and swapped, history and Data Docs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from smarketing_tasks.quality import (
+    QualityGateFailed,
+    audit_purchases,
+    audit_scores,
+    build_data_docs,
+    mart_gate,
+    run_suite,
+)
+from tests.smarketing_tasks.quality.corpus import advocate_score, order
+
+pytestmark = pytest.mark.integration
+END = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+@pytest.fixture
+def loaded_warehouse(warehouse, shop_url):
+    """A warehouse holding a small demo shop, ingested the normal way (with its own row validation)."""
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.demo_shop import ShopSpec, generate, write_shop
+    from smarketing_tasks.ingest import ingest_dataset
+    from smarketing_tasks.sources import ReferenceSqlSource
+
+    shop = make_engine(shop_url)
+    write_shop(shop, generate(ShopSpec(customers=150, days=40, end=END, seed=5, bad_row_share=0.02)))
+    shop.dispose()
+    source = ReferenceSqlSource(shop_url)
+    results = [ingest_dataset(source, d, warehouse, until=END, run_id="ingest").as_dict()
+               for d in ("customers", "orders", "order_items")]
+    return warehouse, results
+
+
+def _count(engine: sa.Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql)).scalar()
+
+
+def test_audit_of_an_ingested_demo_shop_passes_and_records_one_run_per_suite(loaded_warehouse):
+    warehouse, ingest_results = loaded_warehouse
+    orders_before = _count(warehouse, "select count(*) from smarketing.orders")
+
+    audited = audit_purchases(warehouse, ingest_results, run_id="ingest", run_time=END, say=lambda _: None)
+
+    assert [a["suite"] for a in audited] == ["customers", "orders", "order_items"]
+    assert all(a["success"] for a in audited)
+    assert audited[1]["rows_checked"] == orders_before > 0 and audited[1]["mode"] == "sql"
+    assert audited[0]["mode"] == "pandas"
+    with warehouse.connect() as conn:
+        runs = conn.execute(sa.text("select suite, success from smarketing.validation_runs order by suite")).all()
+    assert runs == [("customers", True), ("order_items", True), ("orders", True)]
+
+
+def test_distribution_far_from_its_recent_level_fails_the_gate(warehouse):
+    import pandas as pd
+
+    def frame(returned_every: int) -> pd.DataFrame:
+        rows = [order(n) for n in range(200)]
+        for row in rows[::returned_every]:
+            row["status"] = "returned"
+        return pd.DataFrame(rows)
+
+    for day in range(4):  # the recent level: one order in ten returned
+        result = run_suite(frame(10), "orders", warehouse=warehouse, run_id=f"day-{day}",
+                           run_time=END + timedelta(days=day), source="feed")
+        assert result.success, result.message
+    baseline_note = result.distributions[0]
+    assert baseline_note.baseline == pytest.approx(0.1) and baseline_note.history == 3
+
+    spike = run_suite(frame(2), "orders", warehouse=warehouse, run_id="day-4", run_time=END + timedelta(days=4),
+                      source="feed")
+
+    assert not spike.success
+    assert "distribution check returned_or_cancelled_share" in spike.message
+    assert "50.0% in this batch against 10.0% over the last 4 runs" in spike.message
+    assert spike.rows_quarantined == 0  # a distribution is not a row's fault: nothing is quarantined
+
+
+def test_score_audit_moves_broken_scores_out_before_marts_read_them(warehouse):
+    rows = [advocate_score(n) for n in range(120)]
+    rows[7]["advocate_score"] = 100.0
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.advocate_scores (customer_id, score_date, advocate_score, segment, is_lukewarm, "
+            "nps_class, last_rating, sentiment, reasons, scored_at) values (:customer_id, :score_date, "
+            ":advocate_score, :segment, :is_lukewarm, :nps_class, :last_rating, :sentiment, :reasons, :scored_at)"),
+            rows)
+        # The table's own checks allow this one; the suite does not (a lukewarm segment must be flagged).
+        conn.execute(sa.text("update smarketing.advocate_scores set segment = 'lukewarm' where customer_id = 'c3'"))
+
+    audited = audit_scores(warehouse, run_id="score", run_time=END, score_date=date(2026, 6, 1), say=lambda _: None)
+
+    assert audited[0]["rows_checked"] == 120 and audited[0]["rows_quarantined"] == 1
+    assert _count(warehouse, "select count(*) from smarketing.advocate_scores where customer_id = 'c3'") == 0
+    assert _count(warehouse, "select count(*) from smarketing.quarantine where dataset = 'advocate_scores' "
+                             "and record_key = 'c3/2026-06-01'") == 1
+
+
+def test_marts_keep_their_last_good_version_when_the_build_breaks_a_suite(loaded_warehouse):
+    from smarketing_tasks.marts.publish import publish_marts
+
+    warehouse, _ = loaded_warehouse
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.advocate_scores (customer_id, score_date, advocate_score, segment, is_lukewarm, "
+            "scored_at) select customer_id, date '2026-11-21', 50, 'promising', false, :t from smarketing.customers"),
+            {"t": END - timedelta(days=1)})
+    published = publish_marts(warehouse, END, before_publish=mart_gate(run_id="marts-1", run_time=END,
+                                                                       say=lambda _: None))
+    assert published["rows"]["advocates"] > 0
+    with warehouse.connect() as conn:
+        good = conn.execute(sa.text("select customer_id, advocate_score from marketing.advocates order by 1")).all()
+
+    def corrupt_then_gate(conn: sa.Connection, schema: str) -> None:
+        conn.execute(sa.text(f"update {schema}.advocates set advocate_score = 150 "
+                             f"where customer_id = (select min(customer_id) from {schema}.advocates)"))
+        conn.commit()
+        mart_gate(run_id="marts-2", run_time=END + timedelta(hours=1), say=lambda _: None)(conn, schema)
+
+    with pytest.raises(QualityGateFailed) as failure:
+        publish_marts(warehouse, END + timedelta(hours=1), before_publish=corrupt_then_gate)
+
+    message = str(failure.value)
+    assert "suite 'advocates'" in message and "marketing_build.advocates" in message
+    assert "expect_column_values_to_be_between(advocate_score)" in message and "150" in message
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select customer_id, advocate_score from marketing.advocates order by 1")).all() == good
+        recorded = conn.execute(sa.text(
+            "select dataset, source, rule from smarketing.quarantine where dataset like 'mart%'")).all()
+    assert recorded == [("mart_advocates", "marketing_build.advocates",
+                         "expect_column_values_to_be_between(advocate_score)")]
+
+
+def test_data_docs_show_every_suite_and_the_recent_runs(loaded_warehouse, tmp_path):
+    warehouse, ingest_results = loaded_warehouse
+    audit_purchases(warehouse, ingest_results, run_id="ingest-docs", run_time=END, say=lambda _: None)
+
+    index = build_data_docs(warehouse, target=tmp_path / "data_docs")
+
+    html = index.read_text()
+    assert index == (tmp_path / "data_docs" / "index.html").resolve()
+    for suite in ("orders", "customers", "advocates", "rewards"):
+        assert (tmp_path / "data_docs" / "expectations" / f"{suite}.html").is_file()
+        assert suite in html
+    assert len(list((tmp_path / "data_docs" / "validations").rglob("*.html"))) == 3
+    assert "ingest-docs" in html
