@@ -313,3 +313,14 @@ def _finish(warehouse: sa.Engine, source_name: str, dataset: str, run_id: str, s
             "seconds = excluded.seconds, finished_at = now()"),
             {"run_id": run_id, "source": source_name, "dataset": dataset, "start": since, "end": until,
              "read": rows_read, "loaded": rows_loaded, "quarantined": rows_quarantined, "seconds": seconds})
+
+
+def check_quarantine_shares(results: list[dict], max_share: float, min_rows: int) -> None:
+    """Fail when a dataset quarantined more than ``max_share`` of at least ``min_rows`` rows read.
+
+    An hourly run may read three reviews; one bad one is a bad row, not a broken source, so small
+    batches only quarantine (the rows and reasons are in smarketing.quarantine either way).
+    """
+    from smarketing_tasks.ingest.report import check_quarantine_shares as check
+
+    check([r for r in results if r["rows_read"] >= min_rows], max_share)

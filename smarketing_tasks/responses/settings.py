@@ -20,8 +20,10 @@ class ResponsesSettings:
     untyped_bounce_is_hard: bool = True
     # langdetect needs some letters to be right; shorter texts get language null ("Good." is not a language)
     min_language_letters: int = 20
-    # fail the run when more of a dataset's rows than this are quarantined
+    # fail the run when more of a dataset's rows than this are quarantined ...
     max_quarantine_share: float = 0.2
+    # ... and it read at least this many rows (an hour with three reviews, one bad, is not a broken source)
+    min_rows_for_share_check: int = 100
     # referral codes look like this (outreach creates them); an unknown code of this shape is quarantined
     referral_code_pattern: str = r"REF-[A-Z2-7]{8}"
     # the link-signing key; when empty, the one generated and kept in smarketing.secrets

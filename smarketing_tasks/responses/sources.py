@@ -207,3 +207,31 @@ def response_source_from_url(url: str):
     if url.startswith("file://"):
         return ResponseExportSource(url.removeprefix("file://"))
     return ResponseSqlSource(url)
+
+
+PLATFORM_FORMATS: Final = {"judgeme": JudgeMeExportSource}
+
+
+def shop_response_source(extra: dict, url: str):
+    """The shop connection's response datasets: the same adapter choice as purchases (``extra["source"]``).
+
+    Returns None for sources without responses (the CDNOW purchase history has none).
+    """
+    kind = extra.get("source", "sql")
+    if kind == "export":
+        return ResponseExportSource(extra["path"], name=extra.get("name"))
+    if kind == "cdnow":
+        return None
+    return ResponseSqlSource(url, schema=extra.get("schema", "shop"), name=extra.get("name", "shop"))
+
+
+def platform_review_source(extra: dict, path: str | None = None):
+    """A review platform's export from connection ``smarketing_review_platform``:
+    extra ``{"format": "judgeme", "path": "/exports/judgeme-reviews.csv"}`` (or the path in the host field)."""
+    fmt = extra.get("format", "judgeme")
+    if fmt not in PLATFORM_FORMATS:
+        raise ValueError(f"unknown review platform format {fmt!r}; supported: {', '.join(PLATFORM_FORMATS)}")
+    location = extra.get("path") or path
+    if not location:
+        raise ValueError("connection smarketing_review_platform needs the export's path (extra 'path')")
+    return PLATFORM_FORMATS[fmt](location, name=extra.get("name"))
