@@ -12,6 +12,10 @@ which starts `smarketing_outreach` and `smarketing_score`.
   the raw row, and a rerun of an interval changes nothing.
 * **Fails loudly** when a dataset quarantines more than `max_quarantine_share` of its rows
   (default 5%): the rows stay loaded and quarantined, but no Asset event is emitted.
+* **Audits before it publishes**: `audit_purchases` validates the rows loaded in this window with the
+  Great Expectations suites `expectations/{customers,orders,order_items}.json` (docs/data-quality.md),
+  moves rows breaking a row-level expectation to the quarantine, records each run in
+  `smarketing.validation_runs`, and fails without retries (no Asset event) when a suite crosses its threshold.
 """
 
 from __future__ import annotations
@@ -84,9 +88,22 @@ def smarketing_ingest():
         print(summary)
         return summary
 
+    @task
+    def audit_purchases(results: list[dict]) -> list[dict]:
+        """Validate the loaded interval with the customers, orders and order_items GX suites (before publish)."""
+        from smarketing_airflow.connections import warehouse_engine
+        from smarketing_airflow.quality import quality_gate, quality_settings
+
+        from smarketing_tasks.quality import audit_purchases as audit
+
+        context = get_current_context()
+        with quality_gate():
+            return audit(warehouse_engine(), results, run_id=context["run_id"], run_time=_run_time(context),
+                         settings=quality_settings())
+
     loaded = ingest.expand(dataset=PURCHASE_DATASETS)
     migrate_warehouse() >> loaded
-    publish_purchases(loaded)
+    audit_purchases(loaded) >> publish_purchases(loaded)
 
 
 smarketing_ingest()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from smarketing_tasks.quality import QualityGateFailed, SuiteResult, gate, load_suite
 from tests.smarketing_tasks.quality.corpus import CASES, GOOD_ROWS, Case, batch_for, record_key
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SUITES = sorted({c.suite for c in CASES})
 SQL_SUITES = [s for s in SUITES if load_suite(s).mode == "sql"]
 ROW_CASES = [c for c in CASES if not c.fatal]

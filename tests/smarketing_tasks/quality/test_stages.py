@@ -103,6 +103,7 @@ def test_score_audit_moves_broken_scores_out_before_marts_read_them(warehouse):
                              "and record_key = 'c3/2026-06-01'") == 1
 
 
+@pytest.mark.slow
 def test_marts_keep_their_last_good_version_when_the_build_breaks_a_suite(loaded_warehouse):
     from smarketing_tasks.marts.publish import publish_marts
 
