@@ -180,6 +180,57 @@ def read_watermark(conn: sa.Connection, source_name: str, dataset: str) -> datet
     ).scalar()
 
 
+def _secondary_indexes(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the indexes of ``table`` that no constraint needs (so not the primary key)."""
+    return [tuple(row) for row in conn.execute(sa.text(
+        "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indexrelid "
+        "where i.indrelid = cast(:t as regclass) and not i.indisprimary and not i.indisunique order by 1"),
+        {"t": table})]
+
+
+def _bulk_tables(dataset: str) -> list[str]:
+    tables = [_TARGETS[dataset]["table"]]
+    if dataset == "customers":
+        tables.append("smarketing.customer_contacts")
+    return tables
+
+
+def defer_indexes_if_empty(warehouse: sa.Engine, dataset: str) -> list[str]:
+    """For a first load into an empty table, drop its secondary indexes (recorded for rebuilding)."""
+    deferred: list[str] = []
+    with warehouse.begin() as conn:
+        target = _TARGETS[dataset]["table"]
+        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
+        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+            return deferred
+        for table in _bulk_tables(dataset):
+            for name, definition in _secondary_indexes(conn, table):
+                conn.execute(sa.text(
+                    "insert into smarketing.deferred_indexes (index_name, table_name, definition) "
+                    "values (:n, :t, :d) on conflict do nothing"), {"n": name, "t": table, "d": definition})
+                conn.exec_driver_sql(f"drop index smarketing.{name}")
+                deferred.append(name)
+    return deferred
+
+
+def rebuild_deferred_indexes(warehouse: sa.Engine, tables: list[str] | None = None) -> list[str]:
+    """Recreate indexes recorded in smarketing.deferred_indexes (all, or those of ``tables``)."""
+    rebuilt = []
+    with warehouse.connect() as conn:
+        pending = conn.execute(sa.text(
+            "select index_name, table_name, definition from smarketing.deferred_indexes order by 1")).all()
+    for name, table, definition in pending:
+        if tables is not None and table not in tables:
+            continue
+        with warehouse.begin() as conn:
+            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"smarketing.{name}"}).scalar()
+            if exists is None:
+                conn.exec_driver_sql(definition)
+            conn.execute(sa.text("delete from smarketing.deferred_indexes where index_name = :n"), {"n": name})
+        rebuilt.append(name)
+    return rebuilt
+
+
 def ingest_dataset(
     source: Source,
     dataset: str,
@@ -191,26 +242,51 @@ def ingest_dataset(
     batch_rows: int = 100_000,
     progress: Progress = lambda _: None,
 ) -> IngestResult:
-    """Load rows of ``dataset`` changed after the watermark (minus ``overlap``) and up to ``until``."""
+    """Load rows of ``dataset`` changed after the watermark (minus ``overlap``) and up to ``until``.
+
+    While PostgreSQL loads one batch (in a helper thread, on its own connection), Python validates the
+    next, so the two cores work at once. A first load into an empty table drops its secondary indexes
+    and rebuilds them at the end.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     started = time.perf_counter()
+    rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))  # left over by a crashed bulk load
     with warehouse.connect() as conn:
         watermark = read_watermark(conn, source.name, dataset)
     since = None if watermark is None else min(watermark - overlap, until)
     window = Window(since=since, until=until)
     progress(f"{dataset}: reading {source.name} changes in ({since or 'the beginning'}, {until}]")
+    deferred = defer_indexes_if_empty(warehouse, dataset)
+    if deferred:
+        progress(f"{dataset}: first load into an empty table; indexes {', '.join(deferred)} are built at the end")
+
+    def load(checked) -> tuple[int, int]:
+        with warehouse.begin() as conn:
+            return (load_clean(conn, dataset, checked.clean, source.name),
+                    quarantine_rows(conn, dataset, source.name, checked.rejects, run_id))
 
     rows_read = rows_loaded = rows_quarantined = 0
     high = watermark
-    for batch_no, frame in enumerate(source.read(dataset, window, batch_rows), start=1):
-        checked = validate_batch(dataset, frame, until)
-        with warehouse.begin() as conn:
-            rows_loaded += load_clean(conn, dataset, checked.clean, source.name)
-            rows_quarantined += quarantine_rows(conn, dataset, source.name, checked.rejects, run_id)
-        rows_read += checked.rows_read
-        if checked.max_change is not None and (high is None or checked.max_change > high):
-            high = checked.max_change
-        progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} loaded, "
-                 f"{rows_quarantined:,} quarantined")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"load-{dataset}") as loader:
+        pending: Future | None = None
+        for batch_no, frame in enumerate(source.read(dataset, window, batch_rows), start=1):
+            checked = validate_batch(dataset, frame, until)
+            if pending is not None:
+                loaded, quarantined = pending.result()
+                rows_loaded, rows_quarantined = rows_loaded + loaded, rows_quarantined + quarantined
+            pending = loader.submit(load, checked)
+            rows_read += checked.rows_read
+            if checked.max_change is not None and (high is None or checked.max_change > high):
+                high = checked.max_change
+            progress(f"{dataset}: batch {batch_no}: {rows_read:,} read and validated")
+        if pending is not None:
+            loaded, quarantined = pending.result()
+            rows_loaded, rows_quarantined = rows_loaded + loaded, rows_quarantined + quarantined
+    if deferred:
+        rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
+        progress(f"{dataset}: indexes rebuilt")
+    progress(f"{dataset}: {rows_loaded:,} loaded, {rows_quarantined:,} quarantined")
 
     seconds = time.perf_counter() - started
     with warehouse.begin() as conn:

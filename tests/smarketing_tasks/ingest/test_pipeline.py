@@ -192,3 +192,35 @@ def test_real_cdnow_history_lands_whole(warehouse):
     assert repeaters == 11_662  # customers with more than one purchase line (awk over the raw file agrees)
     assert (str(first_day), str(last_day)) == ("1997-01-01", "1998-06-30")
     assert cds == 167_881
+
+
+def _index_names(warehouse, table):
+    with warehouse.connect() as conn:
+        return set(conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
+                                        "and tablename = :t"), {"t": table}).scalars())
+
+
+def test_first_load_defers_secondary_indexes_and_rebuilds_them(shop, warehouse):
+    from smarketing_tasks.ingest.pipeline import defer_indexes_if_empty
+
+    before = _index_names(warehouse, "orders")
+    with shop.begin() as conn:
+        _order(conn, "O1", "placed", T0)
+    messages: list[str] = []
+    ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0 + timedelta(hours=1), run_id="r1",
+                   progress=messages.append)
+    assert any("built at the end" in m for m in messages)
+    assert _index_names(warehouse, "orders") == before
+    assert defer_indexes_if_empty(warehouse, "orders") == [], "a table with rows keeps its indexes"
+
+
+def test_indexes_lost_by_a_crashed_bulk_load_come_back_on_the_next_run(shop, warehouse):
+    from smarketing_tasks.ingest.pipeline import defer_indexes_if_empty
+
+    before = _index_names(warehouse, "orders")
+    dropped = defer_indexes_if_empty(warehouse, "orders")  # ...and then the process died
+    assert dropped and _index_names(warehouse, "orders") == before - set(dropped)
+    ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0, run_id="after-crash")
+    assert _index_names(warehouse, "orders") == before
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from smarketing.deferred_indexes")).scalar() == 0
