@@ -23,7 +23,7 @@ from smarketing_tasks.paths import PROJECT_ROOT
 Say = Callable[[str], None]
 
 # The loop's DAGs in the order `airflow dags test` runs them (DESIGN.md section 4).
-DEMO_DAGS: list[str] = ["smarketing_ingest"]
+DEMO_DAGS: list[str] = ["smarketing_ingest", "smarketing_outreach"]
 DATABASES = ("airflow", "shop", "warehouse")
 
 
@@ -37,7 +37,7 @@ class DemoOptions:
     fresh: bool = False
 
 
-def airflow_environment(data_dir: Path, server_url: Callable[[str], str]) -> dict[str, str]:
+def airflow_environment(data_dir: Path, server_url: Callable[[str], str], smtp_uri: str | None = None) -> dict[str, str]:
     """Environment for Airflow on the embedded server: AIRFLOW_HOME, metadata DB and the contract's connections."""
     from smarketing_tasks.db import normalize_url
 
@@ -51,6 +51,8 @@ def airflow_environment(data_dir: Path, server_url: Callable[[str], str]) -> dic
         "AIRFLOW_CONN_SMARKETING_SHOP": server_url("shop").replace("postgresql://", "postgres://"),
         "SMARKETING_DATA_DIR": str(data_dir),
         "PYTHONWARNINGS": "ignore",
+        # The demo mailbox while the demo runs; without it (airflow.env) emails go to the same Maildir sink.
+        **({"AIRFLOW_CONN_SMARKETING_SMTP": smtp_uri} if smtp_uri else {}),
     }
 
 
@@ -105,6 +107,11 @@ def run_demo(options: DemoOptions, say: Say) -> int:
     _run([airflow, "db", "migrate"], env, data_dir / "logs" / "airflow-db-migrate.log")
     say(f"      done ({time.perf_counter() - step:.1f}s)")
 
+    from smarketing_tasks.outreach.mailbox import DemoMailbox
+
+    mailbox = DemoMailbox(data_dir / "mailbox").__enter__()  # a real SMTP server for the demo's emails
+    env = {**env, **airflow_environment(data_dir, server.url, mailbox.connection_uri)}
+    say(f"      demo mailbox: SMTP on 127.0.0.1:{mailbox.port} -> Maildir {data_dir / 'mailbox'}")
     logical = options.end.isoformat()
     for number, dag_id in enumerate(DEMO_DAGS, start=6):
         step = _step(say, number, total, f"airflow dags test {dag_id} {logical}")
@@ -112,8 +119,10 @@ def run_demo(options: DemoOptions, say: Say) -> int:
         ok = _run([airflow, "dags", "test", dag_id, logical], env, log, check=False)
         say(f"      {'success' if ok else 'FAILED'} in {time.perf_counter() - step:.1f}s; log: {log}")
         if not ok:
+            mailbox.__exit__(None, None, None)
             say(f"The loop stopped at {dag_id}. The end of its log:\n" + _tail(log, 40))
             return 1
+    mailbox.__exit__(None, None, None)
 
     _summary(say, warehouse, server, data_dir, env_file)
     return 0
@@ -147,9 +156,34 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
     say(f"  quarantined: {counts['quarantine']:,} rows with reasons" + ("" if not reasons else ":"))
     for dataset, rule, n in reasons:
         say(f"    {dataset:<12} {rule:<28} {n:,}")
+    _outreach_summary(say, warehouse, data_dir)
     say("")
     say("Where to look:")
     say(f"  warehouse:  psql {server.url('warehouse')}   (schemas smarketing, marketing)")
     say(f"  shop:       psql {server.url('shop')}   (schema shop)")
     say(f"  DAG logs:   {data_dir / 'logs'}")
     say(f"  Airflow UI: source {env_file} && airflow standalone   (then http://localhost:8080)")
+
+
+def _outreach_summary(say: Say, warehouse: sa.Engine, data_dir: Path) -> None:
+    """What outreach did: messages by status, and why the skipped ones were skipped."""
+    from smarketing_tasks.outreach.mailbox import summarize
+
+    with warehouse.connect() as conn:
+        statuses = conn.execute(sa.text(
+            "select kind, status, count(*) from smarketing.outreach_messages group by 1, 2 order by 1, 2")).all()
+        reasons = conn.execute(sa.text(
+            "select coalesce(status_reason, '?'), count(*) from smarketing.outreach_messages"
+            " where status in ('skipped', 'expired', 'failed') group by 1 order by 2 desc limit 8")).all()
+    by_status: dict[str, int] = {}
+    for _, status, n in statuses:
+        by_status[status] = by_status.get(status, 0) + n
+    say("  outreach: " + (", ".join(f"{s} {n:,}" for s, n in by_status.items()) or "no messages"))
+    for kind in sorted({k for k, _, _ in statuses}):
+        say(f"    {kind:<16} " + ", ".join(f"{s} {n:,}" for k, s, n in statuses if k == kind))
+    if reasons:
+        say("    not sent, by reason:")
+        for reason, n in reasons:
+            say(f"      {reason[:60]:<60} {n:,}")
+    received = summarize(data_dir / "mailbox")
+    say(f"  mailbox: {sum(received.values()):,} emails in {data_dir / 'mailbox'} (Maildir)")

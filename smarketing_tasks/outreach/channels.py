@@ -8,6 +8,7 @@ A session reopens itself after a transient error, so one dropped connection cost
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -110,14 +111,12 @@ class SmtpSession:
         return client
 
     def send(self, message: RenderedMessage) -> str:
-        email = message.to_email()
         if self.params.from_email:
-            del email["From"]
-            email["From"] = self.params.from_email
+            message = dataclasses.replace(message, from_address=self.params.from_email)
         try:
             if self._client is None:
                 self._client = self._connect()
-            refused = self._client.send_message(email)
+            refused = self._client.sendmail(message.envelope_from, [message.envelope_to], message.raw)
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             self._drop()
             raise _smtp_error(error) from error
@@ -152,7 +151,7 @@ class SmtpChannel:
 def send_one_connection_per_message(params: SmtpParams, message: RenderedMessage) -> None:
     """The baseline the benchmark compares with: connect, send, quit for every message."""
     with smtplib.SMTP(params.host, params.port, timeout=params.timeout) as client:
-        client.send_message(message.to_email())
+        client.sendmail(message.envelope_from, [message.envelope_to], message.raw)
 
 
 # --- signed JSON webhook (SMS providers, email-service APIs) -------------------------------------------
@@ -219,7 +218,7 @@ class SinkSession:
             payload = json.dumps(message.to_json(), sort_keys=True).encode()
             name = f"{message.message_id}.sms.json"
         else:
-            payload = message.to_email().as_bytes()
+            payload = message.raw
             name = f"{message.message_id}.eml"
         handle, temp = tempfile.mkstemp(dir=self.directory / "tmp")
         with os.fdopen(handle, "wb") as out:

@@ -45,8 +45,9 @@ def review_ask_at(delivered_at: datetime | None, shipped_at: datetime | None, or
 
 
 def is_due(ask_at: datetime, as_of: datetime, settings: OutreachSettings) -> bool:
-    """Due once its moment has come (exactly N days counts), and not once the ask window has passed."""
-    return as_of - settings.days("ask_window") < ask_at <= as_of
+    """Due once its moment has come (exactly N days counts), and not once the ask window (or the ttl) has passed."""
+    window = min(settings.days("ask_window"), settings.days("request_ttl"))
+    return as_of - window < ask_at <= as_of
 
 
 def consent_basis(channel: str, accepts_marketing: bool, accepts_sms: bool, kind: str,

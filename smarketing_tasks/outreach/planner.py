@@ -146,7 +146,7 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
                                         o.shipped_at + make_interval(days => :ship_fallback),
                                         o.ordered_at + make_interval(days => :order_fallback)) as ask_at) t
     {_RECIPIENT.format(alias="o")}
-    where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => :ask_window)
+    where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = o.order_id and m.kind = 'review_request')
 """, "when x.reviewed then 'already reviewed'")
@@ -162,7 +162,7 @@ _REMINDERS = _candidates_insert(f"""
     {_RECIPIENT.format(alias="r")}
     where r.kind = 'review_request' and r.status = 'sent'
       and r.due_at + make_interval(days => :reminder_delay) <= :as_of
-      and r.due_at + make_interval(days => :reminder_delay) > :as_of - make_interval(days => :ask_window)
+      and r.due_at + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = r.order_id and m.kind = 'review_reminder')
 """, "when x.reviewed then 'cancelled: order reviewed'")
@@ -174,14 +174,15 @@ _SHARE_ASKS = _candidates_insert(f"""
            {_CHANNEL} as channel, {_RECIPIENT_COLUMNS}, false as order_closed
     from (
         select distinct on (customer_id) customer_id, order_id, ask_at from (
-            select rv.customer_id, rv.order_id, rv.created_at + make_interval(days => :share_delay) as ask_at
+            select rv.customer_id, rv.order_id, rv.created_at + make_interval(days => :share_delay) as ask_at,
+                   'review' as kind_source, rv.created_at as review_at
             from smarketing.reviews rv
             join lateral (select s.sentiment, s.is_lukewarm from smarketing.advocate_scores s
                           where s.customer_id = rv.customer_id order by s.score_date desc limit 1) sc on true
             where rv.rating >= :share_min_rating and sc.sentiment >= :share_min_sentiment and not sc.is_lukewarm
               and rv.customer_id is not null and rv.order_id is not null
             union all
-            select customer_id, order_id, ask_at from (
+            select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
                 select o.customer_id, o.order_id,
                        o.delivered_at + make_interval(days => :review_delay + :share_delay) as ask_at,
                        count(*) over (partition by o.customer_id order by o.delivered_at, o.order_id) as nth
@@ -189,7 +190,8 @@ _SHARE_ASKS = _candidates_insert(f"""
                 where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
             ) repeat where nth >= :share_repeat_orders
         ) asks
-        where ask_at <= :as_of and ask_at > :as_of - make_interval(days => :share_review_window)
+        where ask_at <= :as_of and ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+          and (kind_source = 'repeat' or review_at > :as_of - make_interval(days => :share_review_window))
         order by customer_id, ask_at desc, order_id
     ) h
     {_RECIPIENT.format(alias="h")}

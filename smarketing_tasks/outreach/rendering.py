@@ -11,7 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email import message_from_bytes, policy
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -75,6 +80,17 @@ class MessageData:
     expires_at: datetime | None = None
 
 
+_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=998)  # CRLF as SMTP wants; no folding of links
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # readable in a Maildir, 7-bit safe on the wire
+
+
+def _text_part(text: str, subtype: str) -> Message:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, _UTF8_QP)
+    return part
+
+
 @dataclass(frozen=True)
 class RenderedMessage:
     message_id: str
@@ -88,18 +104,36 @@ class RenderedMessage:
     headers: dict[str, str] = field(default_factory=dict)
     from_address: str = ""
 
-    def to_email(self) -> EmailMessage:
-        message = EmailMessage()
+    @cached_property
+    def raw(self) -> bytes:
+        """The MIME bytes, built once (compat32 is ~10x faster than the header registry of policy.default).
+
+        Every header value was made single-line by ``header_safe`` or validated before this point.
+        """
+        if self.html is None:
+            message: Message = _text_part(self.text, "plain")
+        else:
+            message = MIMEMultipart("alternative", boundary=f"=_smarketing_{self.message_id}")  # stable bytes
+            message.attach(_text_part(self.text, "plain"))
+            message.attach(_text_part(self.html, "html"))
         message["From"] = self.from_address
         message["To"] = self.to
-        message["Subject"] = self.subject
+        message["Subject"] = self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
         for name, value in self.headers.items():
             message[name] = value
-        message.set_content(self.text)
-        if self.html is not None:
-            message.add_alternative(self.html, subtype="html")
-            message.set_boundary(f"=_smarketing_{self.message_id}")  # a resend is the same bytes
-        return message
+        return message.as_bytes(policy=_WIRE)
+
+    @property
+    def envelope_from(self) -> str:
+        return parseaddr(self.from_address)[1]
+
+    @property
+    def envelope_to(self) -> str:
+        return parseaddr(self.to)[1]
+
+    def to_email(self) -> EmailMessage:
+        """The message as a recipient parses it (for tests and tools)."""
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
 
     def to_json(self) -> dict:
         return {"message_id": self.message_id, "kind": self.kind, "channel": self.channel,
@@ -195,5 +229,5 @@ class Renderer:
         }
         from_name, from_addr = parseaddr(self.settings.from_address)
         return RenderedMessage(data.message_id, data.kind, data.channel, data.customer_id,
-                               formataddr((name, address)) if name else address, subject, text, html, headers,
-                               formataddr((from_name, from_addr)))
+                               formataddr((name, address), charset="utf-8") if name else address, subject, text,
+                               html, headers, formataddr((from_name, from_addr), charset="utf-8"))

@@ -45,9 +45,7 @@ _RECHECK = [
         where status = 'sending' and lease_expires_at < clock_timestamp()"""),
     ("expired", """
         update smarketing.outreach_messages
-        set status = 'expired',
-            status_reason = 'stale: not sent before it expired at ' || to_char(expires_at at time zone 'UTC',
-                            'YYYY-MM-DD HH24:MI') || ' UTC (backfill or outage)'
+        set status = 'expired', status_reason = 'stale: not sent before expires_at (backfill or outage)'
         where status = 'planned' and expires_at < :wall_now"""),
     ("suppressed", """
         update smarketing.outreach_messages m
@@ -85,7 +83,7 @@ with picked as (
     limit :n
 )
 update smarketing.outreach_messages m
-set status = 'sending', claimed_at = clock_timestamp(), claimed_by = :worker,
+set status = 'sending', claimed_at = clock_timestamp(), claimed_by = :worker, attempts = m.attempts + 1,
     lease_expires_at = clock_timestamp() + make_interval(secs => :lease)
 from picked where m.message_id = picked.message_id
 returning m.message_id
@@ -93,7 +91,7 @@ returning m.message_id
 
 _FETCH = """
 select m.message_id, m.customer_id, m.order_id, m.kind, m.step, m.channel, m.template_variant, m.due_at,
-       m.expires_at, m.incentive_offered, m.recipient_time_zone, cc.email, cc.first_name, cc.phone,
+       m.expires_at, m.incentive_offered, m.attempts, m.recipient_time_zone, cc.email, cc.first_name, cc.phone,
        rc.referral_code,
        (select array_agg(coalesce(nullif(btrim(oi.product_name), ''), oi.sku) order by oi.line_no)
         from smarketing.order_items oi where oi.order_id = m.order_id) as products
@@ -111,6 +109,15 @@ where message_id = :id and status = 'sending' and claimed_by = :worker
 returning attempts
 """
 
+# Renew the lease of the batch's unsent messages; returns those still ours (a lapsed lease may have been
+# taken over by another sender, which then owns the message).
+_RENEW = """
+update smarketing.outreach_messages
+set lease_expires_at = clock_timestamp() + make_interval(secs => :lease)
+where message_id = any(:ids) and status = 'sending' and claimed_by = :worker
+returning message_id
+"""
+
 _SENT = """
 update smarketing.outreach_messages
 set status = 'sent', sent_at = clock_timestamp(), provider_message_id = :provider_id, status_reason = null,
@@ -123,6 +130,15 @@ update smarketing.outreach_messages
 set status = :status, status_reason = :reason, error_kind = :error_kind, last_error = :error,
     due_at = coalesce(:due_at, due_at), lease_expires_at = null,
     claimed_by = case when :status = 'planned' then null else claimed_by end
+where message_id = :id and claimed_by = :worker and status = 'sending'
+"""
+
+# Give back a claimed message that was not attempted (channel down, SMS outside its window): the claim
+# counted an attempt, which is returned with it.
+_RELEASE = """
+update smarketing.outreach_messages
+set status = 'planned', status_reason = :reason, claimed_by = null, lease_expires_at = null,
+    attempts = greatest(attempts - 1, 0), due_at = coalesce(:due_at, due_at)
 where message_id = :id and claimed_by = :worker and status = 'sending'
 """
 
@@ -163,6 +179,10 @@ class _Recorder:
             try:
                 if self.conn is None:
                     self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                    # Status commits need not wait for the WAL flush: a crash of the *sender* loses nothing
+                    # committed; only a crash of the database server within ~0.2 s could lose a status,
+                    # which the lease turns into a resend with the same Message-ID (the documented window).
+                    self.conn.exec_driver_sql("set synchronous_commit = off")
                 result = self.conn.execute(sa.text(sql), dict(params))
                 return result.all() if fetch else result.rowcount
             except sa.exc.DBAPIError as error:
@@ -248,17 +268,25 @@ def send_due(engine: sa.Engine, channels: Mapping[str, Channel], renderer: Rende
             seen.extend(r.message_id for r in claimed)
             if remaining is not None:
                 remaining -= len(rows)
+            renewed_at = time.monotonic()
+            owned = {r.message_id for r in rows}
             for index, row in enumerate(rows):
+                if time.monotonic() - renewed_at > settings.claim_lease_seconds / 3:
+                    owned = {r.message_id for r in recorder.run(
+                        _RENEW, {**base, "ids": [r.message_id for r in rows[index:]]}, fetch=True)}
+                    renewed_at = time.monotonic()
+                if row.message_id not in owned:
+                    report.requeued += 1
+                    continue
                 data = _message_data(row)
                 try:
-                    _send_one(data, recorder, sessions, channels, limiters, renderer, settings, clock, sleep,
-                              base, report, on_sent)
+                    _send_one(data, row.attempts, recorder, sessions, channels, limiters, renderer, settings,
+                              clock, sleep, base, report, on_sent)
                 except _Outage as outage:
                     report.channel_down = f"{data.channel}: {outage}"
                     for rest in rows[index + 1:]:
-                        recorder.run(_FINISH, {**base, "id": rest.message_id, "status": "planned",
-                                               "reason": "requeued: channel down", "error_kind": None,
-                                               "error": None, "due_at": None})
+                        recorder.run(_RELEASE, {**base, "id": rest.message_id,
+                                                "reason": "requeued: channel down", "due_at": None})
                         report.requeued += 1
                     raise ChannelDown(report.channel_down) from outage
     finally:
@@ -272,7 +300,7 @@ class _Outage(Exception):
     pass
 
 
-def _send_one(data: MessageData, recorder: _Recorder, sessions: dict, channels: Mapping[str, Channel],
+def _send_one(data: MessageData, attempts_total: int, recorder: _Recorder, sessions: dict, channels: Mapping[str, Channel],
               limiters: dict, renderer: Renderer, settings: OutreachSettings, clock: Clock,
               sleep: Callable[[float], None], base: dict, report: SendReport, on_sent) -> None:
     def finish(status: str, reason: str | None, error_kind: str | None = None, error: str | None = None,
@@ -286,8 +314,8 @@ def _send_one(data: MessageData, recorder: _Recorder, sessions: dict, channels: 
         report.rechecked["expired"] += 1
         return
     if data.channel == "sms" and not in_sms_window(now, data.time_zone, settings):
-        finish("planned", "waiting for the SMS window (08:00-21:00 local)", due_at=next_sms_slot(
-            now, data.time_zone, settings))
+        recorder.run(_RELEASE, {**base, "id": data.message_id, "reason": "waiting for the SMS window (local time)",
+                                "due_at": next_sms_slot(now, data.time_zone, settings)})
         report.requeued += 1
         return
     try:
@@ -298,11 +326,13 @@ def _send_one(data: MessageData, recorder: _Recorder, sessions: dict, channels: 
         return
     attempt = 0
     while True:
-        rows = recorder.run(_ATTEMPT, {**base, "id": data.message_id}, fetch=True)
-        if not rows:  # our lease lapsed and someone else owns it now: leave it to them
-            report.requeued += 1
-            return
-        attempt, attempts_total = attempt + 1, rows[0].attempts
+        if attempt:  # a retry is one more attempt (the claim counted the first)
+            rows = recorder.run(_ATTEMPT, {**base, "id": data.message_id}, fetch=True)
+            if not rows:  # our lease lapsed and someone else owns it now: leave it to them
+                report.requeued += 1
+                return
+            attempts_total = rows[0].attempts
+        attempt += 1
         if data.channel not in sessions:
             sessions[data.channel] = channels[data.channel].open()
         limiters.get(data.channel, limiters["email"]).wait()

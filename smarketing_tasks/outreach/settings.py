@@ -18,7 +18,7 @@ class OutreachSettings:
     order_fallback_days: int = 14  # neither delivered nor shipped: ask this long after ordering
     reminder_delay_days: int = 5  # the one reminder, this long after the request was due
     request_ttl_days: int = 7  # a message not sent within this after it was due expires
-    ask_window_days: int = 14  # asks whose moment passed longer ago than this are never planned (first runs, backfills)
+    ask_window_days: int = 7  # asks whose moment passed longer ago than this (or than request_ttl_days) are never planned
     # --- respect the customer's time ---
     global_cap: int = 3  # at most this many messages per person across all flows ...
     cap_window_days: int = 30  # ... within this many days (a message exactly this old no longer counts)

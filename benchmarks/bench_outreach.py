@@ -1,0 +1,230 @@
+"""Benchmark: outreach planning of 1,000,000 delivered orders, and sending 10,000 emails over SMTP.
+
+    .venv/bin/python benchmarks/bench_outreach.py --plan-orders 1000000
+    .venv/bin/python benchmarks/bench_outreach.py --send 10000
+
+* **plan**: a fresh warehouse is filled in SQL (``generate_series``) with N orders delivered within the
+  ask window (so every one is due), N/2 customers (80% with marketing consent, 1% suppressed), 2% of
+  orders returned and 5% already reviewed; then the DAG's planning code runs in a child process. Prints
+  seconds, messages written by status, and the child's peak RSS (the PostgreSQL server's memory is its own).
+  A second planning run of the same data (nothing new) shows the cost of an hourly rerun.
+* **send**: N review requests are planned, then sent to a local aiosmtpd server (in its own process, so
+  that it does not share the sender's GIL) by the sender (one SMTP connection reused, claims with SKIP
+  LOCKED, each result recorded before the next message). The baseline renders the same messages and opens
+  one SMTP connection per message, as Airflow's ``send_email`` does (it records nothing anywhere).
+
+Uses the embedded PostgreSQL under .data/bench-postgres unless --pg-url names another server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+AS_OF = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+
+def _server_url(args) -> str:
+    if args.pg_url:
+        return args.pg_url
+    from smarketing_tasks.embedded import ensure_running
+
+    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
+
+
+def _fresh_warehouse(admin: str, name: str) -> str:
+    from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
+    from smarketing_tasks.migrations import migrate
+
+    drop_database(admin, name)
+    ensure_database(admin, name)
+    url = with_database(admin, name)
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0) -> float:
+    """Generated customers and delivered orders, all due for a review ask at AS_OF; returns seconds."""
+    import sqlalchemy as sa
+
+    from smarketing_tasks.db import make_engine
+
+    started = time.perf_counter()
+    engine = make_engine(url)
+    p = {"n": orders, "c": customers, "as_of": AS_OF, "span": delivered_days * 86400}
+    with engine.begin() as conn:
+        conn.execute(sa.text("""
+            insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, accepts_sms,
+                                              created_at, updated_at, source)
+            select 'c' || i, 'DE', 'Europe/Berlin', i % 5 <> 0, i % 3 = 0, :as_of - interval '1 year',
+                   :as_of - interval '1 year', 'bench'
+            from generate_series(1, :c) i"""), p)
+        conn.execute(sa.text("""
+            insert into smarketing.customer_contacts (customer_id, email, first_name, phone, updated_at)
+            select 'c' || i, 'c' || i || '@example.com', 'Name' || i, '+49 151 ' || i, :as_of - interval '1 year'
+            from generate_series(1, :c) i"""), p)
+        conn.execute(sa.text("""
+            insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at,
+                                           total_amount, currency, updated_at, source)
+            select 'o' || i, 'c' || (1 + i % :c), d - interval '3 days',
+                   case when i % 50 = 0 then 'returned' else 'delivered' end, d - interval '2 days', d,
+                   20, 'EUR', d, 'bench'
+            from generate_series(1, :n) i
+            cross join lateral (select :as_of - interval '7 days' - make_interval(secs => (i % 1000) * :span / 1000) d) t
+            """), p)
+        conn.execute(sa.text("""
+            insert into smarketing.order_items (order_id, line_no, sku, product_name, quantity, unit_price)
+            select 'o' || i, 1, 'SKU-' || (i % 500), 'Product ' || (i % 500), 1, 20
+            from generate_series(1, :n) i"""), p)
+        conn.execute(sa.text("""
+            insert into smarketing.reviews (review_id, order_id, customer_id, sku, rating, body, created_at, source)
+            select 'r' || i, 'o' || i, 'c' || (1 + i % :c), 'SKU-1', 1 + i % 5, 'text', :as_of - interval '1 day', 'bench'
+            from generate_series(20, :n, 20) i"""), p)
+        conn.execute(sa.text("""
+            insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at)
+            select 'c' || i || '@example.com', 'c' || i, 'unsubscribe', 'bench', :as_of
+            from generate_series(7, :c, 100) i"""), p)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("vacuum analyze")
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+_PLAN_CHILD = """
+import json, resource, sys, time
+from datetime import datetime
+from smarketing_tasks.db import make_engine
+from smarketing_tasks.outreach import OutreachSettings, plan_outreach
+engine = make_engine(sys.argv[1])
+as_of = datetime.fromisoformat(sys.argv[2])
+started = time.perf_counter()
+result = plan_outreach(engine, as_of, OutreachSettings(), run_id="bench")
+seconds = time.perf_counter() - started
+started = time.perf_counter()
+again = plan_outreach(engine, as_of, OutreachSettings(), run_id="bench-rerun")
+print(json.dumps({"seconds": seconds, "rerun_seconds": time.perf_counter() - started, **result.as_dict(),
+                  "rerun_planned": again.planned + again.skipped,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_plan(admin: str, orders: int) -> dict:
+    url = _fresh_warehouse(admin, "bench_outreach_plan")
+    fill_seconds = fill(url, orders, max(orders // 2, 1))
+    print(f"filled {orders:,} orders in {fill_seconds:.1f}s", flush=True)
+    out = subprocess.run([sys.executable, "-c", _PLAN_CHILD, url, AS_OF.isoformat()], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["orders"] = orders
+    return result
+
+
+_SMTP_SERVER = """
+import sys, time
+from aiosmtpd.controller import Controller
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 OK"
+port = int(sys.argv[1])
+controller = Controller(Count(), hostname="127.0.0.1", port=port)
+controller.start()
+print("ready", flush=True)
+sys.stdin.readline()
+print(Count.n, flush=True)
+controller.stop()
+"""
+
+
+class SmtpProcess:
+    def __enter__(self):
+        from smarketing_tasks.outreach.mailbox import pick_port
+
+        self.port = pick_port(8125)
+        self.process = subprocess.Popen([sys.executable, "-c", _SMTP_SERVER, str(self.port)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+        return self
+
+    def received(self) -> int:
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        count = int(self.process.stdout.readline())
+        self.process.wait(timeout=30)
+        return count
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def bench_send(admin: str, messages: int, baseline_messages: int) -> dict:
+    from dataclasses import replace
+
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.outreach import OutreachSettings, plan_outreach, send_outreach
+    from smarketing_tasks.outreach.channels import SmtpParams, send_one_connection_per_message
+    from smarketing_tasks.outreach.rendering import MessageData, Renderer
+
+    url = _fresh_warehouse(admin, "bench_outreach_send")
+    fill(url, messages, messages)
+    settings = replace(OutreachSettings(), link_signing_key="bench", global_cap=10, cooldown_days=0)
+    engine = make_engine(url)
+    plan = plan_outreach(engine, AS_OF, settings)
+    print(f"planned {plan.planned:,} emails", flush=True)
+    clock = lambda: AS_OF + timedelta(hours=1)  # noqa: E731
+    with SmtpProcess() as server:
+        started = time.perf_counter()
+        report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port), clock, worker="bench",
+                               warn=lambda _: None)
+        ours = time.perf_counter() - started
+        received = server.received()
+    renderer = Renderer(settings, b"bench")
+    samples = [MessageData(message_id=f"{i:032x}", customer_id=f"c{i}", order_id=f"o{i}", kind="review_request",
+                           step=1, channel="email", variant="A", due_at=AS_OF, email=f"c{i}@example.com",
+                           first_name=f"Name{i}", products=("Product 1",)) for i in range(baseline_messages)]
+    with SmtpProcess() as server:
+        params = SmtpParams(port=server.port)
+        started = time.perf_counter()
+        for data in samples:
+            send_one_connection_per_message(params, renderer.render(data, clock()))
+        baseline = time.perf_counter() - started
+        baseline_received = server.received()
+    engine.dispose()
+    ours_rate, base_rate = report.sent / ours, baseline_received / baseline
+    return {"messages": messages, "sent": report.sent, "received": received, "seconds": ours,
+            "messages_per_s": ours_rate, "baseline_messages": baseline_received, "baseline_seconds": baseline,
+            "baseline_messages_per_s": base_rate, "speedup": ours_rate / base_rate,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: embedded)")
+    parser.add_argument("--plan-orders", type=int, nargs="*", default=[])
+    parser.add_argument("--send", type=int, help="emails to send (e.g. 10000)")
+    parser.add_argument("--baseline", type=int, help="emails for the one-connection-per-message baseline "
+                                                     "(default: the same number)")
+    args = parser.parse_args()
+    admin = _server_url(args)
+    for orders in args.plan_orders:
+        print(json.dumps(bench_plan(admin, orders)), flush=True)
+    if args.send:
+        print(json.dumps(bench_send(admin, args.send, args.baseline or args.send)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
