@@ -14,17 +14,15 @@ from functools import cache
 # Shared with the SQL of the marts (bound as :email_pattern / :phone_pattern) and with the audit, so that
 # PostgreSQL and Python redact and check the same things. Both dialects read these patterns alike.
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
-# nine or more digits, optionally after '+', with spaces, dots, dashes or brackets between them
-PHONE_PATTERN = r"\+?[0-9]([ ().-]*[0-9]){8,}"
+# nine or more digits, optionally after '+' or '(', with spaces, dots, dashes or brackets between them
+PHONE_PATTERN = r"\+?\(?[0-9]([ ().-]*[0-9]){8,}"
 _EMAIL = re.compile(EMAIL_PATTERN)
 _PHONE = re.compile(PHONE_PATTERN)
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 
 # Seed 004: "good", "ok", "fine" are what a polite, unhappy customer says.
 LUKEWARM_WORDS = frozenset({"good", "ok", "okay", "fine", "alright", "decent", "nice", "bad", "not", "average",
-                            "acceptable", "satisfactory", "so", "it", "was", "its", "it's", "all", "pretty"})
-ENTHUSIASTIC_WORDS = frozenset({"love", "loved", "great", "excellent", "amazing", "perfect", "awesome",
-                                "fantastic", "best", "brilliant", "wonderful", "superb", "outstanding"})
+                            "acceptable", "satisfactory", "meh", "so", "it", "was", "its", "it's", "all", "pretty"})
 SHORT_ANSWER_WORDS = 4  # answers of at most this many words are judged by their vocabulary
 NEUTRAL_BELOW = 0.5  # a 3-4 star text with a VADER compound under this is not enthusiastic
 _WORD = re.compile(r"[a-z']+")
@@ -72,8 +70,8 @@ def is_lukewarm(rating: int, text: str, sentiment: float | None) -> bool:
     if rating <= 2:
         return False
     words = _WORD.findall(text.lower())
-    if words and len(words) <= SHORT_ANSWER_WORDS and not ENTHUSIASTIC_WORDS.intersection(words):
-        return bool(set(words) <= LUKEWARM_WORDS)
+    if words and len(words) <= SHORT_ANSWER_WORDS and set(words) <= LUKEWARM_WORDS:
+        return True
     if rating >= 5:
         return False
     return sentiment is None or sentiment < NEUTRAL_BELOW

@@ -1,0 +1,202 @@
+"""Publishing: atomic under failures injected mid-build and mid-swap, grain and documentation enforced,
+the read-only BI role, settings, and the data dictionary kept in step with the catalog."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from smarketing_tasks.marts import BI_ROLE, MartBuildError, MartSettings, load_catalog, publish_marts
+from smarketing_tasks.marts.catalog import MARTS_DIR
+from tests.smarketing_tasks.marts.known_data import AS_OF, load_known_data
+
+CATALOG = load_catalog()
+
+
+def fingerprints(engine: sa.Engine) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of every published mart's rows (order-independent)."""
+    with engine.connect() as conn:
+        return {m.name: tuple(conn.execute(sa.text(
+            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) "
+            f"from marketing.{m.name} as t")).one()) for m in CATALOG}
+
+
+def table_comment(engine: sa.Engine, table: str) -> str:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("select obj_description(cast(:t as regclass), 'pg_class')"),
+                            {"t": f"marketing.{table}"}).scalar()
+
+
+@pytest.fixture
+def published(warehouse: sa.Engine) -> sa.Engine:
+    load_known_data(warehouse)
+    publish_marts(warehouse, AS_OF)
+    return warehouse
+
+
+def broken_marts_dir(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    directory = tmp_path / "marts"
+    shutil.copytree(MARTS_DIR, directory)
+    text = (directory / file).read_text()
+    assert old in text
+    (directory / file).write_text(text.replace(old, new))
+    return directory
+
+
+def test_a_failure_mid_swap_leaves_the_last_good_version_whole(published):
+    before = fingerprints(published)
+    seen: list[str] = []
+
+    def fail_after_two_swaps(message: str) -> None:
+        seen.append(message)
+        if message == "published follow_ups":
+            raise RuntimeError("injected: crash in the middle of the swap")
+
+    later = AS_OF + timedelta(days=2)  # a newer build differs: days, waits and comments move on
+    with pytest.raises(RuntimeError, match="injected"):
+        publish_marts(published, later, progress=fail_after_two_swaps)
+    assert "published advocates" in seen  # the first tables had already been swapped inside the transaction
+    assert fingerprints(published) == before
+    assert "Data as of 2026-11-22 00:00 UTC" in table_comment(published, "advocates")
+
+    publish_marts(published, later)  # the next run publishes, over the leftover staging schema
+    after = fingerprints(published)
+    assert after["loop_kpis_daily"] != before["loop_kpis_daily"] and after["follow_ups"] != before["follow_ups"]
+    assert "Data as of 2026-11-24 00:00 UTC" in table_comment(published, "follow_ups")
+
+
+def test_a_failure_mid_build_leaves_the_last_good_version_and_no_staging_schema(published, tmp_path):
+    before = fingerprints(published)
+    broken = broken_marts_dir(tmp_path, "build_outreach_funnel.sql", "count(*)::integer as sent",
+                              "(count(*) / 0)::integer as sent")
+    built: list[str] = []
+    with pytest.raises(sa.exc.DataError, match="division by zero"):
+        publish_marts(published, AS_OF + timedelta(days=1), marts_dir=broken, progress=built.append)
+    assert "built loop_kpis_daily: 22 rows" in " ".join(built)  # marts before the broken one were built
+    assert fingerprints(published) == before
+    with published.connect() as conn:
+        assert not conn.execute(sa.text("select 1 from pg_namespace where nspname = 'marketing_build'")).scalar()
+
+
+def test_readers_see_the_previous_version_until_the_swap_commits(published):
+    before = fingerprints(published)
+    observed = {}
+
+    def look_from_another_session(conn: sa.Connection, build_schema: str) -> None:
+        observed["during"] = fingerprints(published)
+        observed["staged"] = conn.execute(sa.text(f"select count(*) from {build_schema}.loop_kpis_daily")).scalar()
+
+    publish_marts(published, AS_OF + timedelta(days=3), before_publish=look_from_another_session)
+    assert observed["during"] == before
+    assert observed["staged"] == 24  # 11-01 .. 11-24, built but not yet visible
+    assert fingerprints(published)["loop_kpis_daily"][0] == 24
+
+
+def test_a_mart_that_breaks_its_grain_is_not_published(published, tmp_path):
+    before = fingerprints(published)
+    broken = broken_marts_dir(tmp_path, "build_rewards.sql", "group by customer_id, reason",
+                              "group by customer_id, reason, source_id")
+    with pytest.raises(MartBuildError, match="rewards breaks its grain"):
+        publish_marts(published, AS_OF, marts_dir=broken)
+    assert fingerprints(published) == before
+
+
+def test_a_column_missing_from_the_catalog_is_refused(published, tmp_path):
+    broken = broken_marts_dir(tmp_path, "build_rewards.sql", "max(issued_at) as issued_at",
+                              "max(issued_at) as issued_at, max(source_id) as source_id")
+    with pytest.raises(MartBuildError, match=r"undocumented \['source_id'\]"):
+        publish_marts(published, AS_OF, marts_dir=broken)
+
+
+def test_the_audit_refuses_contact_data_in_a_mart(published, tmp_path):
+    broken = broken_marts_dir(tmp_path, "build_rewards.sql", "reason,\n        count(*)",
+                              "reason || ' ' || 'x@example.com' as reason,\n        count(*)")
+    with pytest.raises(MartBuildError, match="rewards.reason: 2 values look like contact data"):
+        publish_marts(published, AS_OF, marts_dir=broken)
+
+
+def test_the_bi_role_reads_marketing_and_nothing_else(published):
+    with published.connect() as conn:
+        conn.exec_driver_sql(f"set local role {BI_ROLE}")
+        for mart in CATALOG:
+            assert conn.execute(sa.text(f"select count(*) from marketing.{mart.name}")).scalar() > 0
+        conn.rollback()
+        for statement in ("select count(*) from smarketing.customer_contacts",
+                          "select count(*) from smarketing.customers",
+                          "select count(*) from smarketing.reviews",
+                          "insert into marketing.rewards (customer_id, reason) values ('x', 'y')",
+                          "delete from marketing.advocates",
+                          "create table marketing.mine (x int)"):
+            with conn.begin():
+                conn.exec_driver_sql(f"set local role {BI_ROLE}")
+                with pytest.raises(sa.exc.ProgrammingError) as refused:
+                    conn.exec_driver_sql(statement)
+                assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege), statement
+
+
+def test_the_bi_role_cannot_read_the_staging_schema(published):
+    def try_as_bi(conn: sa.Connection, build_schema: str) -> None:
+        with published.connect() as other, other.begin():
+            other.exec_driver_sql(f"set local role {BI_ROLE}")
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                other.exec_driver_sql(f"select count(*) from {build_schema}.advocates")
+
+    publish_marts(published, AS_OF, before_publish=try_as_bi)
+
+
+def test_migrations_cope_with_the_role_existing_on_a_shared_server(make_database, warehouse):
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.migrations import MIGRATIONS_DIR, migrate
+
+    second = make_engine(make_database("wh2"))  # the role already exists in this cluster: must not fail
+    try:
+        migrate(second)
+        with second.begin() as conn:  # and the file itself is safe to run again
+            conn.exec_driver_sql((MIGRATIONS_DIR / "0009_marts_bi_role.sql").read_text())
+            assert conn.execute(sa.text("select has_schema_privilege(:r, 'marketing', 'usage')"),
+                                {"r": BI_ROLE}).scalar()
+            assert not conn.execute(sa.text("select has_schema_privilege(:r, 'smarketing', 'usage')"),
+                                    {"r": BI_ROLE}).scalar()
+            assert not conn.execute(sa.text("select rolcanlogin from pg_roles where rolname = :r"),
+                                    {"r": BI_ROLE}).scalar()
+    finally:
+        second.dispose()
+
+
+def test_an_empty_warehouse_publishes_empty_marts(warehouse):
+    result = publish_marts(warehouse, AS_OF)
+    assert result["rows"] == {m.name: 0 for m in CATALOG}
+    assert set(fingerprints(warehouse)) == {m.name for m in CATALOG}
+
+
+def test_settings_change_the_reach_at_risk_and_the_interval(published):
+    publish_marts(published, AS_OF, MartSettings(word_of_mouth_reach=52, funnel_confidence=0.9))
+    with published.connect() as conn:
+        at_risk = conn.execute(sa.text(
+            "select word_of_mouth_at_risk from marketing.loop_kpis_daily where day = date '2026-11-21'")).scalar()
+        low, level = conn.execute(sa.text(
+            "select ci_low, confidence_level from marketing.outreach_funnel where day = date '2026-11-10' "
+            "and template_variant = 'A'")).one()
+    assert at_risk == 3 * 52  # seed 004's figure for the three unhappy customers
+    assert level == 0.9 and low == pytest.approx(1 / (1 + 1.6448536269514722 ** 2))  # Wilson for 1 of 1
+
+
+def test_publish_requires_an_aware_as_of(warehouse):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        publish_marts(warehouse, AS_OF.replace(tzinfo=None))
+
+
+def test_the_data_dictionary_is_generated_from_the_catalog():
+    from smarketing_tasks.marts.dictionary import DICTIONARY_FILE, render
+
+    text = render()
+    assert DICTIONARY_FILE.read_text() == text, "run: python -m smarketing_tasks.marts.dictionary --write"
+    for mart in CATALOG:
+        assert f"## `marketing.{mart.name}`" in text and mart.grain in text and mart.example_sql in text
+        for column in mart.columns:
+            assert f"| `{column.name}` | {column.type} |" in text
