@@ -88,16 +88,37 @@ def fit_bgnbd(x, t_x, T, weight=None, initial: tuple[float, float, float, float]
         # A tiny L2 penalty on the parameters' size keeps degenerate samples (no repeaters) finite.
         return -ll / total + penalty * float((params**2).sum())
 
-    result = optimize.minimize(objective, np.log(np.asarray(initial)), method="Nelder-Mead",
-                               options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000, "maxfev": 8000})
-    refined = optimize.minimize(objective, result.x, method="L-BFGS-B")
-    best = refined if refined.fun <= result.fun else result
+    # A quasi-Newton run gets close in a few hundred evaluations; Nelder-Mead then polishes (the likelihood
+    # is flat along a/b, where gradient methods stop early).
+    # Log-parameters stay within e^-12..e^12: data with no dropout or no heterogeneity pushes a, b or alpha
+    # towards 0 or infinity, where the closed forms lose all precision (plausible() then rejects the fit).
+    bounds = [(-12.0, 12.0)] * 4
+    first = optimize.minimize(objective, np.log(np.asarray(initial)), method="L-BFGS-B", bounds=bounds)
+    polished = optimize.minimize(objective, first.x, method="Nelder-Mead", bounds=bounds,
+                                 options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 1000})
+    best = polished if polished.fun <= first.fun else first
     r, alpha, a, b = np.exp(best.x)
     return BgNbdParams(float(r), float(alpha), float(a), float(b), log_likelihood=float(-best.fun * total),
-                       customers=int(total), converged=bool(result.success or refined.success))
+                       customers=int(total), converged=bool(polished.success or first.success))
 
 
-def expected_purchases(params: BgNbdParams, t: float, x, t_x, T) -> np.ndarray:
+def plausible(params: BgNbdParams, x, t_x, T, weight=None) -> bool:
+    """A sanity check before a fit is used: finite predictions, and a population forecast for the next
+    period as long as the observed one within a factor of 20 of the observed purchase rate."""
+    x, t_x, T = _as_arrays(x, t_x, T)
+    weight = np.ones_like(x) if weight is None else np.asarray(weight, dtype="float64")
+    horizon = float(np.median(T)) or 1.0
+    predicted = expected_purchases(params, horizon, x, t_x, T, clip=False)
+    if not np.all(np.isfinite(predicted)) or np.any(predicted < -1e-9):
+        return False
+    observed_rate = (weight * x).sum() / max((weight * T).sum(), 1e-9)
+    predicted_rate = (weight * predicted).sum() / (weight.sum() * horizon)
+    if observed_rate == 0:
+        return predicted_rate < 1e-3
+    return 1 / 20 <= predicted_rate / observed_rate <= 20
+
+
+def expected_purchases(params: BgNbdParams, t: float, x, t_x, T, clip: bool = True) -> np.ndarray:
     """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` time units (FHL 2005, eq. 10)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     x, t_x, T = _as_arrays(x, t_x, T)
@@ -107,6 +128,8 @@ def expected_purchases(params: BgNbdParams, t: float, x, t_x, T) -> np.ndarray:
     bracket = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp
     denominator = 1 + np.where(x > 0, a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
     value = first * bracket / denominator
+    if not clip:
+        return value
     return np.clip(np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
 
 
@@ -146,12 +169,15 @@ def fit_gamma_gamma(x, mean_value, initial: tuple[float, float, float] = (1.0, 1
     def objective(log_params: np.ndarray) -> float:
         return -gamma_gamma_log_likelihood(tuple(np.exp(log_params)), x, m / scale).mean()
 
-    result = optimize.minimize(objective, np.log(np.asarray(initial)), method="Nelder-Mead",
-                               options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 4000})
+    bounds = [(-12.0, 12.0)] * 3
+    first = optimize.minimize(objective, np.log(np.asarray(initial)), method="L-BFGS-B", bounds=bounds)
+    polished = optimize.minimize(objective, first.x, method="Nelder-Mead", bounds=bounds,
+                                 options={"xatol": 1e-8, "fatol": 1e-11, "maxfev": 1000})
+    result = polished if polished.fun <= first.fun else first
     p, q, gamma = np.exp(result.x)
     ll = float(-result.fun * len(x) - (len(x) * np.log(scale)))  # the likelihood of the unscaled values
     return GammaGammaParams(float(p), float(q), float(gamma * scale), log_likelihood=ll, customers=len(x),
-                            converged=bool(result.success))
+                            converged=bool(first.success or polished.success))
 
 
 def expected_order_value(params: GammaGammaParams | None, x, mean_value, population_mean: float,

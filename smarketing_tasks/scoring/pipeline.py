@@ -30,8 +30,6 @@ from smarketing_tasks.scoring.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 
-MAX_FIT_ROWS = 200_000  # Gamma-Gamma is fitted on a deterministic hash sample of at most this many repeat buyers
-
 PREPARE_SQL = """
 insert into smarketing.score_inputs (
     score_date, partition_no, customer_id, orders_count, lifetime_value, recency_days, last_order_returned,
@@ -47,29 +45,28 @@ with people as (
     union select customer_id from smarketing.nps_answers where answered_at <= :as_of
 ),
 valid_orders as (
-    select customer_id, ordered_at, total_amount, status,
-           row_number() over (partition by customer_id order by ordered_at desc, order_id desc) as newest
+    select customer_id, ordered_at, total_amount::float8 as amount, status,
+           (ordered_at at time zone 'UTC')::date as day,
+           row_number() over (by_customer order by ordered_at desc, order_id desc) as newest,
+           min((ordered_at at time zone 'UTC')::date) over by_customer as first_day
     from smarketing.orders
     where ordered_at <= :as_of and status <> 'cancelled'
+    window by_customer as (partition by customer_id)
 ),
-purchase_days as (   -- BG/NBD counts purchase occasions: orders of one customer on one day are one
-    select customer_id, (ordered_at at time zone 'UTC')::date as day, sum(total_amount) as amount,
-           sum(total_amount) filter (where status <> 'returned') as kept_amount, count(*) as orders,
-           max(ordered_at) as last_at, bool_or(newest = 1 and status = 'returned') as newest_returned
-    from valid_orders group by 1, 2
-),
-buyers as (
-    select customer_id, sum(orders)::integer as orders_count, coalesce(sum(kept_amount), 0) as lifetime_value,
-           min(day) as first_day, max(day) as last_day, count(*) - 1 as x, sum(amount) as amount,
-           max(last_at) as last_at, bool_or(newest_returned) as last_order_returned
-    from purchase_days group by 1
+buyers as (   -- BG/NBD counts purchase occasions: orders of one customer on one day are one
+    select customer_id, count(*)::integer as orders_count,
+           coalesce(sum(amount) filter (where status <> 'returned'), 0) as lifetime_value,
+           min(first_day) as first_day, max(day) as last_day, count(distinct day) - 1 as x,
+           sum(amount) as amount, sum(amount) filter (where day = first_day) as first_amount,
+           max(ordered_at) as last_at, bool_or(newest = 1 and status = 'returned') as last_order_returned
+    from valid_orders group by customer_id
 ),
 orders_agg as (
     select b.*, extract(epoch from (:as_of - b.last_at)) / 86400.0 as recency_days,
            (b.last_day - b.first_day)::double precision as t_x_days,
            (:score_date - b.first_day)::double precision as T_days,
-           case when b.x > 0 then (b.amount - f.amount) / b.x end as mean_repeat_value
-    from buyers b join purchase_days f on f.customer_id = b.customer_id and f.day = b.first_day
+           case when b.x > 0 then (b.amount - b.first_amount) / b.x end as mean_repeat_value
+    from buyers b
 ),
 rfm as (   -- quintiles among buyers; ties share the lower bucket (percent_rank), 5 = best
     select customer_id,
@@ -191,11 +188,16 @@ def prepare(engine: sa.Engine, as_of: datetime, settings: ScoringSettings) -> Pr
 def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSettings) -> tuple[ValueModel, str]:
     """BG/NBD on grouped (x, t_x, T) of every buyer; Gamma-Gamma on repeat buyers (hash sample if huge)."""
     unit = settings.clv_time_unit_days
+    all_buyers = conn.execute(sa.text("select count(*) from smarketing.score_inputs "
+                                      "where score_date = :d and orders_count > 0"), {"d": score_date}).scalar()
+    # Population parameters need no million rows: above fit_sample_customers, fit on a fixed hash sample.
+    keep = int(min(1024, np.ceil(1024 * settings.fit_sample_customers / max(all_buyers, 1))))
     triples = pd.DataFrame(conn.execute(sa.text(
         "select x, t_x_days, T_days, count(*) as n from smarketing.score_inputs "
-        "where score_date = :d and orders_count > 0 group by 1, 2, 3"), {"d": score_date}).all(),
+        "where score_date = :d and orders_count > 0 and (hashtext(customer_id) & 1023) < :keep "
+        "group by 1, 2, 3"), {"d": score_date, "keep": keep}).all(),
         columns=["x", "t_x", "T", "n"])
-    notes = []
+    notes = [] if keep == 1024 else [f"value model fitted on a hash sample of ~{keep / 1024:.0%} of buyers"]
     bgnbd = None
     buyers = int(triples["n"].sum()) if len(triples) else 0
     repeaters = int(triples.loc[triples["x"] > 0, "n"].sum()) if len(triples) else 0
@@ -207,8 +209,10 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
         except (ValueError, FloatingPointError) as error:
             notes.append(f"BG/NBD fit failed ({error}); recent-rate fallback")
         else:
-            if not (bgnbd.converged and all(np.isfinite([bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b]))):
-                notes.append("BG/NBD fit did not converge; recent-rate fallback")
+            if not (bgnbd.converged and clv.plausible(bgnbd, triples["x"].astype(float), np.minimum(t_x, T), T,
+                                                      triples["n"])):
+                notes.append(f"BG/NBD fit not usable (r={bgnbd.r:.3g}, alpha={bgnbd.alpha:.3g}, "
+                             f"a={bgnbd.a:.3g}, b={bgnbd.b:.3g}); recent-rate fallback")
                 bgnbd = None
     else:
         notes.append(f"{buyers} buyers / {repeaters} repeat buyers: too few for BG/NBD; recent-rate fallback")
@@ -221,7 +225,7 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
     population_mean = float(mean_value or population_mean or 0.0)
     gamma_gamma = None
     if count and count >= settings.min_customers_for_fit:
-        keep = int(min(1024, np.ceil(1024 * MAX_FIT_ROWS / count)))
+        keep = int(min(1024, np.ceil(1024 * settings.fit_sample_customers / count)))
         sample = conn.execute(sa.text(
             "select x, mean_repeat_value from smarketing.score_inputs where score_date = :d and x > 0 "
             "and mean_repeat_value > 0 and (hashtext(customer_id) & 1023) < :keep"),
@@ -232,7 +236,7 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
         except ValueError as error:
             notes.append(f"Gamma-Gamma fit failed ({error}); shrunk-mean fallback")
         else:
-            if gamma_gamma.q <= 1 or not gamma_gamma.converged:
+            if gamma_gamma.q <= 1 or gamma_gamma.q > 1e4 or not gamma_gamma.converged:
                 notes.append("Gamma-Gamma q <= 1 or not converged; shrunk-mean fallback")
                 gamma_gamma = None
     else:

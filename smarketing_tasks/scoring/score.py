@@ -13,6 +13,7 @@ post_language, referrals_count, referral_revenue, complaints_count.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,9 +228,20 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
         "feedback_age": np.where(use_nps, _num(frame, "nps_age_days"), _num(frame, "review_age_days")),
         "recency": _num(frame, "recency_days"),
     })
+    # Plain Python lists, not itertuples over pandas arrays: this loop runs once per customer.
+    row_columns = {
+        "segment": segment, "nps_class": fb["nps_class"].to_numpy(), "is_lukewarm": fb["is_lukewarm"].to_numpy(),
+        "referrals_count": referrals.astype("int64"), "social_posts_count": post_count.astype("int64"),
+        "social_reach": reach.astype("int64"), "reviews_count": reviews.astype("int64"),
+        "orders_count": orders.astype("int64"), "lifetime_value": result["lifetime_value"].to_numpy(),
+        "rfm_r": _num(frame, "rfm_r"), "rfm_f": _num(frame, "rfm_f"), "rfm_m": _num(frame, "rfm_m"),
+    }
+    fact_names = list(facts.columns)
+    fact_lists = [facts[c].tolist() for c in fact_names]
+    row_lists = [row_columns[c].tolist() for c in _ROW_FIELDS]
     result["reasons"] = [
-        "; ".join(explain(r, f, settings))
-        for r, f in zip(result.itertuples(index=False), facts.itertuples(index=False), strict=True)
+        "; ".join(explain(_Row._make(r), _Facts._make(f), settings))
+        for r, f in zip(zip(*row_lists, strict=True), zip(*fact_lists, strict=True), strict=True)
     ]
     result["ctx_feedback_text"] = last_text
     result["ctx_feedback_language"] = facts["language"].to_numpy()
@@ -239,6 +251,13 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     result["ctx_nps_score"] = nps
     result["ctx_p_alive"] = p_alive
     return result
+
+
+_ROW_FIELDS = ("segment", "nps_class", "is_lukewarm", "referrals_count", "social_posts_count", "social_reach",
+               "reviews_count", "orders_count", "lifetime_value", "rfm_r", "rfm_f", "rfm_m")
+_Row = namedtuple("_Row", _ROW_FIELDS)
+_Facts = namedtuple("_Facts", ("level", "source", "text", "language", "scored", "nps", "rating", "p_alive",
+                               "returned", "complaints", "referral_revenue", "feedback_age", "recency"))
 
 
 def _stars(value: float) -> str:
@@ -374,13 +393,15 @@ def follow_up_candidates(scored: pd.DataFrame, settings: ScoringSettings) -> pd.
                        need["lifetime_value"].astype("float64").to_numpy() / 10) + 1.0
     weight = value * 0.5 ** (np.nan_to_num(age, nan=365.0) / settings.follow_up_recency_half_life_days)
     questions, excerpts = [], []
-    for row in need.itertuples(index=False):
-        level = row.ctx_feedback_level
-        label = (f"NPS {int(row.ctx_nps_score)}" if row.ctx_feedback_from == "nps"
-                 else f"{int(row.last_rating)}★" if not pd.isna(row.last_rating) else "a rating")
-        text = row.ctx_feedback_text if isinstance(row.ctx_feedback_text, str) else None
-        questions.append("\n".join(suggest_questions(row.segment, text, level, label, row.ctx_feedback_language,
-                                                     None if pd.isna(row.recency_days) else float(row.recency_days))))
+    columns = [need[c].astype("object").tolist() if str(need[c].dtype) in ("Int16", "Int32") else need[c].tolist()
+               for c in ("segment", "ctx_feedback_level", "ctx_feedback_from", "ctx_nps_score", "last_rating",
+                         "ctx_feedback_text", "ctx_feedback_language", "recency_days")]
+    for segment, level, source, nps, rating, text, language, recency in zip(*columns, strict=True):
+        label = (f"NPS {int(nps)}" if source == "nps"
+                 else f"{int(rating)}★" if not pd.isna(rating) else "a rating")
+        text = text if isinstance(text, str) else None
+        questions.append("\n".join(suggest_questions(segment, text, level, label, language,
+                                                     None if pd.isna(recency) else float(recency))))
         excerpts.append(excerpt(text, 200) if text else None)
     return pd.DataFrame({
         "customer_id": need["customer_id"].to_numpy(),

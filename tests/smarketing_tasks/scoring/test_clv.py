@@ -79,3 +79,12 @@ def test_value_model_ranks_cdnow_master_holdout_buyers():
     assert evaluation.auc_model >= evaluation.auc_frequency
     assert abs(evaluation.holdout_predicted / evaluation.holdout_actual - 1) < 0.2
     assert evaluation.top_decile_capture_model > evaluation.top_decile_capture_recency
+
+
+def test_plausibility_guard_rejects_degenerate_fits(sample_summary):
+    x, t_x, T = sample_summary["x"], sample_summary["t_x"], sample_summary["T"]
+    assert clv.plausible(clv.BgNbdParams(0.243, 4.414, 0.793, 2.426), x, t_x, T)
+    # What an unconstrained optimiser returned on made-up clockwork buyers: no dropout, no heterogeneity.
+    assert not clv.plausible(clv.BgNbdParams(5.3e7, 5.4e8, 9.3e-20, 2.9e10), x, t_x, T)
+    # A forecast of no purchases at all for people who are buying is not believed either.
+    assert not clv.plausible(clv.BgNbdParams(1e-5, 1e5, 0.793, 2.426), x, t_x, T)
