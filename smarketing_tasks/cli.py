@@ -151,6 +151,28 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_marts(args: argparse.Namespace) -> int:
+    """Rebuild the marts in schema marketing and publish them atomically (what the score DAG does)."""
+    from smarketing_tasks.config import load
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.marts import MartSettings, publish_marts
+
+    result = publish_marts(make_engine(args.url), _when(args.as_of), load(MartSettings, os.environ), progress=say)
+    say(", ".join(f"{n:,} {mart}" for mart, n in result["rows"].items()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the self-contained HTML report from the published marts."""
+    from smarketing_tasks.config import load
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.marts import MartSettings
+    from smarketing_tasks.report import write_report
+
+    say(str(write_report(make_engine(args.url), Path(args.out_dir), _when(args.as_of), load(MartSettings, os.environ))))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from smarketing_tasks.demo import DemoOptions, run_demo
 
@@ -221,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--no-suppression", action="store_true",
                        help="do not keep the address on the suppression list")
     erase.set_defaults(func=cmd_erase)
+
+    marts = sub.add_parser("publish-marts", help="rebuild the marts (schema marketing) and publish them atomically")
+    marts.add_argument("--url", required=True, help="PostgreSQL URL of the warehouse")
+    marts.add_argument("--as-of", help="the run's logical time: nothing later is counted (ISO, default today)")
+    marts.set_defaults(func=cmd_publish_marts)
+
+    rep = sub.add_parser("report", help="write the HTML report from the published marts")
+    rep.add_argument("--url", required=True, help="PostgreSQL URL of the warehouse")
+    rep.add_argument("--as-of", help="the run's logical time, used in the file name (ISO, default today)")
+    rep.add_argument("--out-dir", default=str(DATA_DIR / "reports"))
+    rep.set_defaults(func=cmd_report)
 
     emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")
     emb.add_argument("action", choices=["start", "stop"])

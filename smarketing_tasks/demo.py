@@ -164,6 +164,10 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
     say(f"  DAG logs:   {data_dir / 'logs'}")
     say(f"  Airflow UI: source {env_file} && airflow standalone   (then http://localhost:8080)")
 
+    from smarketing_tasks.report.summary import insights_summary
+
+    insights_summary(say, warehouse, data_dir)
+
 
 def _outreach_summary(say: Say, warehouse: sa.Engine, data_dir: Path) -> None:
     """What outreach did: messages by status, and why the skipped ones were skipped."""
