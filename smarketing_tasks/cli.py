@@ -151,6 +151,20 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Let the demo's simulated customers answer the messages in the mailbox (writes into the shop)."""
+    from datetime import timedelta
+
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.simulator import SimulatorSettings, simulate_customers
+
+    settings = SimulatorSettings(seed=args.seed, horizon=timedelta(hours=args.horizon_hours))
+    report = simulate_customers(Path(args.mailbox), make_engine(args.shop), make_engine(args.warehouse),
+                                start=_when(args.start), settings=settings)
+    say(str(report.as_dict()))
+    return 0
+
+
 def cmd_publish_marts(args: argparse.Namespace) -> int:
     """Rebuild the marts in schema marketing and publish them atomically (what the score DAG does)."""
     from smarketing_tasks.config import load
@@ -243,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--no-suppression", action="store_true",
                        help="do not keep the address on the suppression list")
     erase.set_defaults(func=cmd_erase)
+
+    sim = sub.add_parser("simulate", help="simulated customers answer the demo mailbox (reviews, posts, referrals)")
+    sim.add_argument("--shop", required=True, help="PostgreSQL URL of the shop database (responses go there)")
+    sim.add_argument("--warehouse", required=True, help="PostgreSQL URL of the warehouse (the outbox)")
+    sim.add_argument("--mailbox", default=str(DATA_DIR / "mailbox"), help="the demo Maildir")
+    sim.add_argument("--start", help="customers act after this time and after each message was sent (ISO)")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--horizon-hours", type=float, default=48, help="responses come within this many hours")
+    sim.set_defaults(func=cmd_simulate)
 
     marts = sub.add_parser("publish-marts", help="rebuild the marts (schema marketing) and publish them atomically")
     marts.add_argument("--url", required=True, help="PostgreSQL URL of the warehouse")

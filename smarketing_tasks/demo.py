@@ -23,7 +23,10 @@ from smarketing_tasks.paths import PROJECT_ROOT
 Say = Callable[[str], None]
 
 # The loop's DAGs in the order `airflow dags test` runs them (DESIGN.md section 4).
-DEMO_DAGS: list[str] = ["smarketing_ingest", "smarketing_outreach"]
+DEMO_DAGS: list[str] = ["smarketing_ingest", "smarketing_outreach", "smarketing_responses"]
+# Before this DAG the simulated customers answer the mailbox (ask → response → ingest); it and the DAGs
+# after it run at the hour their answers are in.
+SIMULATE_BEFORE = "smarketing_responses"
 DATABASES = ("airflow", "shop", "warehouse")
 
 
@@ -68,7 +71,7 @@ def run_demo(options: DemoOptions, say: Say) -> int:
     from smarketing_tasks.migrations import migrate
 
     data_dir = options.data_dir.resolve()
-    total = 5 + len(DEMO_DAGS)
+    total = 5 + len(DEMO_DAGS) + (SIMULATE_BEFORE in DEMO_DAGS)
     started = _step(say, 1, total, f"starting the embedded PostgreSQL in {data_dir / 'postgres'}")
     server = embedded.ensure_running(data_dir / "postgres")
     say(f"      listening on 127.0.0.1:{server.port} ({time.perf_counter() - started:.1f}s)")
@@ -113,7 +116,13 @@ def run_demo(options: DemoOptions, say: Say) -> int:
     env = {**env, **airflow_environment(data_dir, server.url, mailbox.connection_uri)}
     say(f"      demo mailbox: SMTP on 127.0.0.1:{mailbox.port} -> Maildir {data_dir / 'mailbox'}")
     logical = options.end.isoformat()
-    for number, dag_id in enumerate(DEMO_DAGS, start=6):
+    number = 5
+    for dag_id in DEMO_DAGS:
+        number += 1
+        if dag_id == SIMULATE_BEFORE:
+            logical = _simulate_customers(say, number, total, options, data_dir, shop, warehouse, logical,
+                                          airflow, env)
+            number += 1
         step = _step(say, number, total, f"airflow dags test {dag_id} {logical}")
         log = data_dir / "logs" / f"{dag_id}.log"
         ok = _run([airflow, "dags", "test", dag_id, logical], env, log, check=False)
@@ -126,6 +135,32 @@ def run_demo(options: DemoOptions, say: Say) -> int:
 
     _summary(say, warehouse, server, data_dir, env_file)
     return 0
+
+
+def _simulate_customers(say: Say, number: int, total: int, options: DemoOptions, data_dir: Path, shop: sa.Engine,
+                        warehouse: sa.Engine, logical: str, airflow: str, env: dict[str, str]) -> str:
+    """Simulated customers answer the mailbox; returns the logical time for the DAGs after them."""
+    from datetime import timedelta
+
+    from smarketing_tasks.simulator import SimulatorSettings, simulate_customers
+
+    step = _step(say, number, total, "simulated customers read the mailbox and answer (seed "
+                 f"{options.seed})")
+    report = simulate_customers(data_dir / "mailbox", shop, warehouse, start=options.end,
+                                settings=SimulatorSettings(seed=options.seed))
+    if report.acted_until is None:
+        say("      the mailbox is empty: nobody to answer")
+        return logical
+    done = report.actions
+    say(f"      {report.messages:,} messages read: {done['reviews_glowing']} glowing, {done['reviews_lukewarm']} "
+        f"lukewarm and {done['reviews_angry']} angry reviews, {done['social_posts']} posts, "
+        f"{done['referred_friends']} referred friends, {done['unsubscribed']} unsubscribed, {done['bounced']} bounced "
+        f"({time.perf_counter() - step:.1f}s)")
+    # Friends ordered with referral codes: ingest them at the hour the answers are in, as the hourly run would.
+    later = (report.acted_until + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0).isoformat()
+    _run([airflow, "dags", "test", "smarketing_ingest", later], env, data_dir / "logs" / "smarketing_ingest-after.log")
+    say(f"      their orders ingested (airflow dags test smarketing_ingest {later})")
+    return later
 
 
 def _run(command: list[str], env: dict[str, str], log: Path, check: bool = True) -> bool:
@@ -157,6 +192,7 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
     for dataset, rule, n in reasons:
         say(f"    {dataset:<12} {rule:<28} {n:,}")
     _outreach_summary(say, warehouse, data_dir)
+    _responses_summary(say, warehouse)
     say("")
     say("Where to look:")
     say(f"  warehouse:  psql {server.url('warehouse')}   (schemas smarketing, marketing)")
@@ -191,3 +227,22 @@ def _outreach_summary(say: Say, warehouse: sa.Engine, data_dir: Path) -> None:
             say(f"      {reason[:60]:<60} {n:,}")
     received = summarize(data_dir / "mailbox")
     say(f"  mailbox: {sum(received.values()):,} emails in {data_dir / 'mailbox'} (Maildir)")
+
+
+def _responses_summary(say: Say, warehouse: sa.Engine) -> None:
+    """What came back: reviews by how they were attributed, posts, referrals and the suppression list."""
+    with warehouse.connect() as conn:
+        reviews = dict(conn.execute(sa.text(
+            "select attribution, count(*) from smarketing.reviews group by 1")).all())
+        lukewarm = conn.execute(sa.text(
+            "select count(*) from smarketing.reviews where rating between 3 and 4 or length(body) < 8")).scalar()
+        posts, reach = conn.execute(sa.text(
+            "select count(*), coalesce(sum(followers), 0) from smarketing.social_posts")).one()
+        referrals = conn.execute(sa.text("select count(*) from smarketing.referrals")).scalar()
+        rejected = conn.execute(sa.text(
+            "select count(*) from smarketing.quarantine where dataset = 'referrals'")).scalar()
+        suppressed = dict(conn.execute(sa.text("select reason, count(*) from smarketing.suppressions group by 1")).all())
+    say(f"  responses: {sum(reviews.values()):,} reviews (by link token {reviews.get('token', 0):,}, by time window "
+        f"{reviews.get('window', 0):,}, unattributed {reviews.get('none', 0):,}; {lukewarm:,} lukewarm), "
+        f"{posts:,} social posts reaching {reach:,}, {referrals:,} referrals ({rejected:,} rejected)")
+    say("  suppressed: " + (", ".join(f"{r} {n:,}" for r, n in sorted(suppressed.items())) or "nobody"))

@@ -291,7 +291,7 @@ def _maybe_review(writer, report, rng, settings, message, info, feeling, reviewe
 
 
 def _maybe_share(writer, report, rng, settings, message, info, feeling, at, event) -> None:
-    if feeling < 0.7 or rng.random() >= settings.share_rate:
+    if feeling < 0.6 or rng.random() >= settings.share_rate:
         return
     code_match = REFERRAL_CODE.search(message.text)
     code = code_match.group(0) if code_match else info.get("code")
