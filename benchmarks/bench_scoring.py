@@ -6,8 +6,9 @@ customers in under 2 minutes and 2 GiB on a 2-core machine).
 For each size: a fresh warehouse is migrated and filled by COPY with generated customers, orders, reviews
 (texts drawn from realistic fragments, so that most are unique), social posts, referrals and NPS answers;
 then the same code as the DAG runs: prepare (SQL + model fit), the partitions (``--workers`` processes
-working through them, as Celery workers would), finalize. Prints seconds per step and the peak RSS of the
-Python processes (the PostgreSQL server's memory is its own and not counted). Uses the embedded PostgreSQL
+working through them, as Celery workers would), finalize. Every step runs in a fresh process, as Airflow runs
+each task; prints seconds per step, the Python CPU seconds, and each process's peak RSS (the PostgreSQL
+server's memory and CPU are its own and not counted). Uses the embedded PostgreSQL
 under .data/bench-postgres unless --pg-url names another server.
 """
 
@@ -162,7 +163,22 @@ def generate(url: str, customers: int, seed: int = 6) -> dict[str, int]:
             "referrals": n_referrals, "nps_answers": n_nps}
 
 
-def _score_partitions(url: str, partitions: list[int], settings_dict: dict) -> tuple[float, int]:
+def _usage() -> dict:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"peak_rss": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def _prepare(url: str, partitions: int) -> tuple[float, dict, str]:
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.scoring import ScoringSettings
+    from smarketing_tasks.scoring.pipeline import prepare
+
+    started = time.perf_counter()
+    prepared = prepare(make_engine(url), NOW, ScoringSettings(partitions=partitions))
+    return time.perf_counter() - started, _usage(), prepared.notes
+
+
+def _score_partitions(url: str, partitions: list[int], partition_count: int) -> tuple[float, dict]:
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.scoring import ScoringSettings
     from smarketing_tasks.scoring.pipeline import score_partition
@@ -170,36 +186,44 @@ def _score_partitions(url: str, partitions: list[int], settings_dict: dict) -> t
     engine = make_engine(url)
     started = time.perf_counter()
     for partition in partitions:
-        score_partition(engine, NOW, partition, ScoringSettings(**settings_dict))
+        score_partition(engine, NOW, partition, ScoringSettings(partitions=partition_count))
     engine.dispose()
-    return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return time.perf_counter() - started, _usage()
+
+
+def _finalize(url: str) -> tuple[float, dict, dict]:
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.scoring.pipeline import finalize
+
+    started = time.perf_counter()
+    summary = finalize(make_engine(url), NOW)
+    return time.perf_counter() - started, _usage(), summary
+
+
+def _in_child(function, *args):
+    """Each step in a fresh process, as Airflow runs each task: its peak RSS is its own."""
+    with ProcessPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
 
 
 def run(url: str, partitions: int, workers: int) -> dict:
-    from smarketing_tasks.db import make_engine
-    from smarketing_tasks.scoring import ScoringSettings
-    from smarketing_tasks.scoring.pipeline import finalize, prepare
-
-    settings = ScoringSettings(partitions=partitions)
-    engine = make_engine(url)
-    started = time.perf_counter()
-    prepared = prepare(engine, NOW, settings)
-    prepare_s = time.perf_counter() - started
+    prepare_s, prepare_usage, notes = _in_child(_prepare, url, partitions)
     started = time.perf_counter()
     shares = [list(range(partitions))[w::workers] for w in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(_score_partitions, [url] * workers, shares, [{"partitions": partitions}] * workers))
+        results = list(pool.map(_score_partitions, [url] * workers, shares, [partitions] * workers))
     score_s = time.perf_counter() - started
-    started = time.perf_counter()
-    summary = finalize(engine, NOW)
-    finalize_s = time.perf_counter() - started
-    engine.dispose()
+    finalize_s, finalize_usage, summary = _in_child(_finalize, url)
+    peaks = [prepare_usage["peak_rss"], finalize_usage["peak_rss"], *(r[1]["peak_rss"] for r in results)]
     return {"prepare_s": round(prepare_s, 1), "score_s": round(score_s, 1), "finalize_s": round(finalize_s, 1),
             "total_s": round(prepare_s + score_s + finalize_s, 1),
-            "peak_rss_worker_mib": round(max(r[1] for r in results) / 2**20),
-            "peak_rss_main_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "python_cpu_s": round(prepare_usage["cpu_s"] + finalize_usage["cpu_s"]
+                                  + sum(r[1]["cpu_s"] for r in results), 1),
+            "peak_rss_mib": round(max(peaks) / 2**20),
+            "peak_rss_prepare_mib": round(prepare_usage["peak_rss"] / 2**20),
+            "peak_rss_score_worker_mib": round(max(r[1]["peak_rss"] for r in results) / 2**20),
             "customers_scored": summary["customers"], "segments": summary["segments"],
-            "follow_ups": summary["follow_ups_written"], "model_notes": prepared.notes}
+            "follow_ups": summary["follow_ups_written"], "model_notes": notes}
 
 
 def main() -> int:
@@ -227,7 +251,7 @@ def main() -> int:
         url = with_database(admin, name)
         migrate(make_engine(url))
         started = time.perf_counter()
-        counts = generate(url, n)
+        counts = _in_child(generate, url, n)  # generation's memory stays out of the measured steps
         print(f"generated {counts} in {time.perf_counter() - started:.0f}s", flush=True)
         result = {**counts, "workers": args.workers, "partitions": args.partitions,
                   **run(url, args.partitions, args.workers)}

@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("action", choices=["start", "stop"])
     emb.add_argument("--data-dir", default=str(DATA_DIR))
     emb.set_defaults(func=cmd_embedded)
+
+    from smarketing_tasks.scoring.cli import add_subcommands as add_scoring_subcommands
+
+    add_scoring_subcommands(sub, _when, say)  # score, evaluate-cdnow
     return parser
 
 

@@ -23,7 +23,7 @@ from smarketing_tasks.paths import PROJECT_ROOT
 Say = Callable[[str], None]
 
 # The loop's DAGs in the order `airflow dags test` runs them (DESIGN.md section 4).
-DEMO_DAGS: list[str] = ["smarketing_ingest", "smarketing_outreach", "smarketing_responses"]
+DEMO_DAGS: list[str] = ["smarketing_ingest", "smarketing_outreach", "smarketing_responses", "smarketing_score"]
 # Before this DAG the simulated customers answer the mailbox (ask → response → ingest); it and the DAGs
 # after it run at the hour their answers are in.
 SIMULATE_BEFORE = "smarketing_responses"
@@ -193,6 +193,7 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
         say(f"    {dataset:<12} {rule:<28} {n:,}")
     _outreach_summary(say, warehouse, data_dir)
     _responses_summary(say, warehouse)
+    _scores_summary(say, warehouse)
     say("")
     say("Where to look:")
     say(f"  warehouse:  psql {server.url('warehouse')}   (schemas smarketing, marketing)")
@@ -246,3 +247,19 @@ def _responses_summary(say: Say, warehouse: sa.Engine) -> None:
         f"{reviews.get('window', 0):,}, unattributed {reviews.get('none', 0):,}; {lukewarm:,} lukewarm), "
         f"{posts:,} social posts reaching {reach:,}, {referrals:,} referrals ({rejected:,} rejected)")
     say("  suppressed: " + (", ".join(f"{r} {n:,}" for r, n in sorted(suppressed.items())) or "nobody"))
+
+
+def _scores_summary(say: Say, warehouse: sa.Engine) -> None:
+    """Advocate segments of the latest score date and the open follow-up queue."""
+    with warehouse.connect() as conn:
+        latest = conn.execute(sa.text("select max(score_date) from smarketing.advocate_scores")).scalar()
+        segments = conn.execute(sa.text(
+            "select segment, count(*) from smarketing.advocate_scores where score_date = :d group by 1 order by 2 desc"),
+            {"d": latest}).all()
+        follow_ups = conn.execute(sa.text(
+            "select reason, count(*) from smarketing.follow_ups where status = 'open' group by 1 order by 2 desc")).all()
+    if latest is None:
+        say("  advocates: not scored yet")
+        return
+    say(f"  advocates ({latest}): " + ", ".join(f"{s} {n:,}" for s, n in segments))
+    say("  follow-ups open: " + (", ".join(f"{r} {n:,}" for r, n in follow_ups) or "none"))

@@ -1,0 +1,25 @@
+"""`smarketing score` runs the same scoring as the DAG, outside Airflow."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from smarketing_tasks.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_score_command_scores_the_warehouse(warehouse, warehouse_url, capsys):
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.orders (order_id, customer_id, ordered_at, status, total_amount, currency, "
+            "updated_at, source) values ('o1', 'c1', '2026-11-01', 'delivered', 30, 'EUR', '2026-11-01', 't')"))
+        conn.execute(sa.text(
+            "insert into smarketing.reviews (review_id, customer_id, rating, body, created_at, source) "
+            "values ('r1', 'c1', 4, 'ok', '2026-11-10', 't')"))
+    assert main(["score", "--warehouse", warehouse_url, "--until", "2026-11-22", "--partitions", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "scored 1 customers for 2026-11-22: lukewarm 1" in out
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select segment from smarketing.advocate_scores")).scalar() == "lukewarm"
