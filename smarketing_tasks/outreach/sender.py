@@ -22,9 +22,11 @@ else uses the run's logical time ``as_of``.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -162,6 +164,13 @@ class SendReport:
     rechecked: Counter = field(default_factory=Counter)  # reclaimed/expired/suppressed/reviewed/closed
     channel_down: str | None = None
 
+    def merge(self, other: SendReport) -> None:
+        self.sent += other.sent
+        self.failed.update(other.failed)
+        self.requeued += other.requeued
+        self.rechecked.update(other.rechecked)
+        self.channel_down = self.channel_down or other.channel_down
+
     def as_dict(self) -> dict:
         return {"sent": self.sent, "failed": dict(self.failed), "requeued": self.requeued,
                 "rechecked": dict(self.rechecked), "channel_down": self.channel_down}
@@ -204,18 +213,23 @@ class _Recorder:
 
 
 class _RateLimiter:
+    """Per channel, shared by the lanes: at most ``per_second`` sends, evenly spaced."""
+
     def __init__(self, per_second: float, sleep: Callable[[float], None]) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.sleep = sleep
         self.next_at = 0.0
+        self.lock = threading.Lock()
 
     def wait(self) -> None:
         if not self.interval:
             return
-        now = time.monotonic()
-        if self.next_at > now:
-            self.sleep(self.next_at - now)
-        self.next_at = max(now, self.next_at) + self.interval
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_at)
+            self.next_at = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
 
 
 def recheck(engine: sa.Engine, wall_now: datetime, db_attempts: int = 8,
@@ -245,55 +259,93 @@ def send_due(engine: sa.Engine, channels: Mapping[str, Channel], renderer: Rende
              sleep: Callable[[float], None] = time.sleep, on_sent: Callable[[str], None] | None = None) -> SendReport:
     """Send every due message of the given outbox channels (``email``, ``sms``); returns what happened.
 
+    Each claimed batch is split over ``settings.connections`` lanes; a lane owns one connection per channel
+    and one warehouse connection for its status writes, and sends its messages one after another.
     Raises ``ChannelDown`` after requeueing when a channel keeps failing transiently.
     """
     report = SendReport()
     report.rechecked = recheck(engine, clock(), settings.db_retry_attempts, sleep)
-    recorder = _Recorder(engine, settings.db_retry_attempts, sleep)
-    sessions: dict[str, ChannelSession] = {}
+    claimer = _Recorder(engine, settings.db_retry_attempts, sleep)
     limiters = {"email": _RateLimiter(settings.email_rate_per_second, sleep),
                 "sms": _RateLimiter(settings.webhook_rate_per_second, sleep)}
     base = {"worker": worker, "lease": settings.claim_lease_seconds}
+    stop = threading.Event()
+    lanes = [_Lane(engine, channels, renderer, settings, clock, sleep, base, limiters, stop, on_sent)
+             for _ in range(max(1, settings.connections))]
     remaining = limit
     seen: list[str] = []  # handled in this call: a requeued message waits for the next run
     try:
-        while remaining is None or remaining > 0:
-            batch = settings.batch_size if remaining is None else min(settings.batch_size, remaining)
-            claimed = recorder.run(_CLAIM, {**base, "as_of": as_of, "wall_now": clock(),
-                                            "channels": list(channels), "n": batch, "seen": seen},
-                                  fetch=True)
-            if not claimed:
-                break
-            rows = recorder.run(_FETCH, {"ids": [r.message_id for r in claimed]}, fetch=True)
-            seen.extend(r.message_id for r in claimed)
-            if remaining is not None:
-                remaining -= len(rows)
-            renewed_at = time.monotonic()
-            owned = {r.message_id for r in rows}
-            for index, row in enumerate(rows):
-                if time.monotonic() - renewed_at > settings.claim_lease_seconds / 3:
-                    owned = {r.message_id for r in recorder.run(
-                        _RENEW, {**base, "ids": [r.message_id for r in rows[index:]]}, fetch=True)}
-                    renewed_at = time.monotonic()
-                if row.message_id not in owned:
-                    report.requeued += 1
-                    continue
-                data = _message_data(row)
-                try:
-                    _send_one(data, row.attempts, recorder, sessions, channels, limiters, renderer, settings,
-                              clock, sleep, base, report, on_sent)
-                except _Outage as outage:
-                    report.channel_down = f"{data.channel}: {outage}"
-                    for rest in rows[index + 1:]:
-                        recorder.run(_RELEASE, {**base, "id": rest.message_id,
-                                                "reason": "requeued: channel down", "due_at": None})
-                        report.requeued += 1
-                    raise ChannelDown(report.channel_down) from outage
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="outreach-lane") as pool:
+            while (remaining is None or remaining > 0) and not stop.is_set():
+                batch = settings.batch_size if remaining is None else min(settings.batch_size, remaining)
+                claimed = claimer.run(_CLAIM, {**base, "as_of": as_of, "wall_now": clock(),
+                                               "channels": list(channels), "n": batch, "seen": seen}, fetch=True)
+                if not claimed:
+                    break
+                rows = claimer.run(_FETCH, {"ids": [r.message_id for r in claimed]}, fetch=True)
+                seen.extend(r.message_id for r in claimed)
+                if remaining is not None:
+                    remaining -= len(rows)
+                shares = [rows[i::len(lanes)] for i in range(len(lanes))]
+                for future in [pool.submit(lane.run, share) for lane, share in zip(lanes, shares, strict=True)
+                               if share]:
+                    future.result()
     finally:
-        for session in sessions.values():
-            session.close()
-        recorder.close()
+        for lane in lanes:
+            lane.close()
+            report.merge(lane.report)
+        claimer.close()
+    if report.channel_down:
+        raise ChannelDown(report.channel_down)
     return report
+
+
+class _Lane:
+    """One connection per channel plus one status connection; sends its share of a batch in order."""
+
+    def __init__(self, engine, channels, renderer, settings, clock, sleep, base, limiters, stop, on_sent) -> None:
+        self.recorder = _Recorder(engine, settings.db_retry_attempts, sleep)
+        self.sessions: dict[str, ChannelSession] = {}
+        self.channels, self.renderer, self.settings, self.clock, self.sleep = channels, renderer, settings, clock, sleep
+        self.base, self.limiters, self.stop, self.on_sent = base, limiters, stop, on_sent
+        self.report = SendReport()
+
+    def run(self, rows: list) -> None:
+        renewed_at = time.monotonic()
+        owned = {r.message_id for r in rows}
+        for index, row in enumerate(rows):
+            if self.stop.is_set():  # another lane found the channel down: give the rest back untried
+                self._release(rows[index:])
+                return
+            if time.monotonic() - renewed_at > self.settings.claim_lease_seconds / 3:
+                owned = {r.message_id for r in self.recorder.run(
+                    _RENEW, {**self.base, "ids": [r.message_id for r in rows[index:]]}, fetch=True)}
+                renewed_at = time.monotonic()
+            if row.message_id not in owned:
+                self.report.requeued += 1
+                continue
+            data = _message_data(row)
+            try:
+                _send_one(data, row.attempts, self.recorder, self.sessions, self.channels, self.limiters,
+                          self.renderer, self.settings, self.clock, self.sleep, self.base, self.report,
+                          self.on_sent)
+            except _Outage as outage:
+                self.report.channel_down = f"{data.channel}: {outage}"
+                self.stop.set()
+                self._release(rows[index + 1:])
+                return
+
+    def _release(self, rows: list) -> None:
+        for row in rows:
+            self.recorder.run(_RELEASE, {**self.base, "id": row.message_id, "reason": "requeued: channel down",
+                                         "due_at": None})
+            self.report.requeued += 1
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+        self.sessions.clear()
+        self.recorder.close()
 
 
 class _Outage(Exception):

@@ -55,6 +55,8 @@ class OutreachSettings:
     webhook_url: str = ""  # SMS/ESP webhook endpoint; empty: SMS messages go to the sink
     webhook_secret: str = ""  # HMAC key for X-Smarketing-Signature; empty: the link-signing key
     batch_size: int = 500  # messages claimed per transaction
+    connections: int = 4  # parallel lanes per sender, each with its own SMTP connection (the crash window
+    #                       is at most this many messages in flight)
     max_attempts: int = 5  # attempts per message, over all runs, before it is marked failed
     send_retries: int = 3  # attempts within one run; then the channel counts as down and the run fails
     retry_base_seconds: float = 0.5  # backoff: base * 2**attempt, capped below
