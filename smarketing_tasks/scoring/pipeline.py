@@ -37,7 +37,7 @@ insert into smarketing.score_inputs (
     review_language, review_age_days, nps_score, nps_comment, nps_age_days, social_posts_count, social_reach,
     post_text, referrals_count, referral_revenue, complaints_count)
 with people as (
-    select customer_id from smarketing.customers
+    select customer_id from smarketing.customers where created_at is null or created_at <= :as_of
     union select customer_id from smarketing.orders where ordered_at <= :as_of
     union select customer_id from smarketing.reviews where customer_id is not null and created_at <= :as_of
     union select customer_id from smarketing.social_posts where customer_id is not null and posted_at <= :as_of

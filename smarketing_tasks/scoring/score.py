@@ -184,7 +184,10 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     level = fb["feedback_level"].to_numpy()
     acted = (post_count > 0) | (referrals > 0)
     has_voice = (level != "") | acted | (reviews > 0)
-    detractor = (fb["nps_class"] == "detractor").to_numpy() | fb["feedback_negative"].to_numpy() | (complaints > 0)
+    # Saying it in public counts too: a clearly negative post about us makes a detractor.
+    post_negative = posts["scored"].to_numpy() & (posts["compound"].to_numpy() <= settings.negative_compound)
+    detractor = (fb["nps_class"] == "detractor").to_numpy() | fb["feedback_negative"].to_numpy() \
+        | (complaints > 0) | post_negative
     at_risk = ((orders >= settings.at_risk_min_orders) & (np.nan_to_num(p_alive, nan=1.0) < settings.at_risk_p_alive)) \
         | returned
     promoter = level == "promoter"
@@ -227,6 +230,7 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
         "referral_revenue": result["referral_revenue"].to_numpy(),
         "feedback_age": np.where(use_nps, _num(frame, "nps_age_days"), _num(frame, "review_age_days")),
         "recency": _num(frame, "recency_days"),
+        "post_text": _text(frame, "post_text"), "post_negative": post_negative,
     })
     # Plain Python lists, not itertuples over pandas arrays: this loop runs once per customer.
     row_columns = {
@@ -243,7 +247,9 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
         "; ".join(explain(_Row._make(r), _Facts._make(f), settings))
         for r, f in zip(zip(*row_lists, strict=True), zip(*fact_lists, strict=True), strict=True)
     ]
-    result["ctx_feedback_text"] = last_text
+    post_texts = facts["post_text"].tolist()
+    result["ctx_feedback_text"] = [p if (t is None or t != t) and negative else t  # a critic's post speaks for them
+                                   for t, p, negative in zip(last_text, post_texts, post_negative.tolist(), strict=True)]
     result["ctx_feedback_language"] = facts["language"].to_numpy()
     result["ctx_feedback_age_days"] = facts["feedback_age"].to_numpy()
     result["ctx_feedback_level"] = level
@@ -257,7 +263,8 @@ _ROW_FIELDS = ("segment", "nps_class", "is_lukewarm", "referrals_count", "social
                "reviews_count", "orders_count", "lifetime_value", "rfm_r", "rfm_f", "rfm_m")
 _Row = namedtuple("_Row", _ROW_FIELDS)
 _Facts = namedtuple("_Facts", ("level", "source", "text", "language", "scored", "nps", "rating", "p_alive",
-                               "returned", "complaints", "referral_revenue", "feedback_age", "recency"))
+                               "returned", "complaints", "referral_revenue", "feedback_age", "recency",
+                               "post_text", "post_negative"))
 
 
 def _stars(value: float) -> str:
@@ -293,6 +300,8 @@ def explain(r, f, settings: ScoringSettings) -> list[str]:
             reasons.append(f"{label}: {_said(words)}")
         else:
             reasons.append(label)
+    if f.post_negative:
+        reasons.append(f"posted negatively about us: {_said(f.post_text)}")
     if f.complaints > 0:
         reasons.append("complained about our email" if f.complaints == 1 else f"complained {int(f.complaints)} times")
     if r.referrals_count > 0:

@@ -40,6 +40,8 @@ def _customers() -> pd.DataFrame:
         "german": {**BUYER, "reviews_count": 1, "last_rating": 5, "review_age_days": 5,
                    "review_text": "Sehr gut, schnelle Lieferung, gerne wieder"},
         "never_bought": {"orders_count": 0, "lifetime_value": 0.0},
+        "public_critic": {**BUYER, "social_posts_count": 1, "social_reach": 900,
+                          "post_text": "Worst kettle ever, it leaked all over my counter. Avoid."},
     }
     return pd.DataFrame([{"customer_id": k, **v} for k, v in rows.items()])
 
@@ -57,6 +59,8 @@ def test_segments(scored):
     assert scored.loc["silent", "segment"] == "silent"
     assert scored.loc["complainer", "segment"] == "detractor"
     assert scored.loc["never_bought", "segment"] == "silent"
+    assert scored.loc["public_critic", "segment"] == "detractor"
+    assert "posted negatively about us: 'Worst kettle ever" in scored.loc["public_critic", "reasons"]
     assert set(scored["segment"]) <= set(SEGMENTS)
 
 
@@ -105,7 +109,7 @@ def test_lukewarm_threshold_is_a_setting():
 
 def test_follow_ups_for_lukewarm_at_risk_and_detractors_only(scored):
     candidates = follow_up_candidates(scored.reset_index(), ScoringSettings()).set_index("customer_id")
-    assert set(candidates.index) == {"lukewarm", "detractor", "at_risk", "complainer"}
+    assert set(candidates.index) == {"lukewarm", "detractor", "at_risk", "complainer", "public_critic"}
     assert candidates.loc["detractor", "owner_team"] == "support"
     assert candidates.loc["lukewarm", "owner_team"] == "customer_success"
     assert candidates.loc["at_risk", "owner_team"] == "sales"
@@ -114,6 +118,7 @@ def test_follow_ups_for_lukewarm_at_risk_and_detractors_only(scored):
     detractor_questions = candidates.loc["detractor", "suggested_questions"]
     assert "delivery" in detractor_questions and "went wrong with it" in detractor_questions
     assert candidates.loc["lukewarm", "review_excerpt"] == "Good."
+    assert candidates.loc["public_critic", "review_excerpt"].startswith("Worst kettle ever")
     assert (candidates["priority_weight"] > 0).all()
 
 
