@@ -100,3 +100,26 @@ def test_share_link_redirects_with_referral_code_and_utm(client, warehouse):
     assert query["ref"] == ["REF-ABCDEFGH"] and query["utm_medium"] == ["referral"]
     assert query["utm_campaign"] == ["review_request"] and query["utm_content"] == ["A"]
     assert [c.purpose for c in _rows(warehouse, "link_clicks")] == ["share"]
+
+
+def test_one_click_from_a_real_email_stops_the_next_ask(warehouse):
+    """Send through aiosmtpd, POST the List-Unsubscribe URL as a mail client would, plan again: suppressed."""
+    from smarketing_tasks.outreach import plan_outreach, send_outreach
+    from tests.smarketing_tasks.outreach.helpers import SmtpServer
+
+    shop = Warehouse(warehouse)
+    shop.customer("c9")
+    shop.order("o9", "c9")
+    plan_outreach(warehouse, AS_OF, S)
+    with SmtpServer() as server:
+        send_outreach(warehouse, AS_OF, S, server.params, lambda: AS_OF, worker="t", warn=lambda _: None)
+    (email,) = server.handler.messages
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    path = urlsplit(email["List-Unsubscribe"].strip("<>")).path
+    client = TestClient(create_app(warehouse, S, [KEY], clock=lambda: AS_OF), follow_redirects=False)
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    later = AS_OF + timedelta(days=S.cooldown_days + 1)
+    shop.order("o10", "c9", delivered_at=later - timedelta(days=7))
+    plan_outreach(warehouse, later, S)
+    assert shop.by_order()["o10"] == ("skipped", "suppressed: unsubscribe")

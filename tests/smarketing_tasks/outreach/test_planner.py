@@ -297,3 +297,51 @@ def test_no_review_gating_ratings_sentiment_and_scores_never_change_who_is_asked
                        segment=rng.choice(["champion", "detractor", "lukewarm", "silent"]))
         _plan(shop)
         assert review_asks() == baseline
+
+
+def test_set_based_sql_agrees_with_the_pure_rules_on_random_cases(shop):
+    """The planner's SQL and eligibility.py state the same rules: random orders near every boundary."""
+    import random
+
+    from smarketing_tasks.outreach.eligibility import (
+        ReviewAskFacts,
+        consent_basis,
+        is_due,
+        review_ask_at,
+        review_ask_skip_reason,
+    )
+
+    rng = random.Random(11)
+    expected = {}
+    for i in range(80):
+        c, o = f"c{i}", f"o{i}"
+        marketing, has_email = rng.random() < 0.7, rng.random() < 0.9
+        shop.customer(c, marketing=marketing, email="auto" if has_email else None)
+        suppressed = rng.random() < 0.1
+        if suppressed:
+            shop.suppress(f"{c}@example.com" if has_email else f"x{c}@example.com", customer_id=c)
+        def jitter():
+            return timedelta(days=rng.choice([7, 10, 14, 7 + S.ask_window_days, 3]),
+                             seconds=rng.choice([-1, 0, 1, 3600]))
+
+        status = rng.choice(["delivered", "delivered", "shipped", "placed", "returned", "cancelled"])
+        delivered = AS_OF - jitter() if status in ("delivered", "returned") and rng.random() < 0.8 else None
+        shipped = AS_OF - jitter() if status != "placed" and rng.random() < 0.8 else None
+        ordered = AS_OF - jitter() - timedelta(days=3)
+        ever_closed = rng.random() < 0.1
+        shop.order(o, c, delivered_at=delivered, shipped_at=shipped, ordered_at=ordered, status=status,
+                   history=["returned"] if ever_closed else None)
+        reviewed = rng.random() < 0.15
+        if reviewed:
+            shop.review(f"r{i}", o, c, rng.randint(1, 5))
+        ask_at = review_ask_at(delivered, shipped, ordered, S)
+        if not is_due(ask_at, AS_OF, S):
+            continue
+        facts = ReviewAskFacts(status, ever_closed, reviewed, suppressed, has_email,
+                               consent_basis("email", marketing, False, "review_request", S))
+        reason = review_ask_skip_reason(facts)
+        expected[o] = ("planned", None) if reason is None else ("skipped", reason)
+
+    _plan(shop)
+    actual = {o: (status, reason.split(":")[0] if reason else None) for o, (status, reason) in shop.by_order().items()}
+    assert len(expected) > 20 and actual == expected
