@@ -60,8 +60,12 @@ def _has_column(conn: sa.Connection, table: str, column: str) -> bool:
 def _rejects(conn: sa.Connection, stage: str, checks: list[tuple[str, str]]) -> list[tuple[int, str, str]]:
     """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail."""
     found: list[tuple[int, str, str]] = []
+    seen: set[tuple[int, str]] = set()
     for rule, query in checks:
-        found += [(int(row), rule, reason) for row, reason in conn.exec_driver_sql(query).all()]
+        for row, reason in conn.exec_driver_sql(query).all():
+            if (int(row), rule) not in seen:  # one record per row and rule, the first reason found
+                seen.add((int(row), rule))
+                found.append((int(row), rule, reason))
     if found:
         conn.execute(sa.text(f"delete from {stage} where _row = any(:rows)"), {"rows": sorted({r for r, _, _ in found})})
     return found
@@ -119,20 +123,22 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
          f"from {stage} s where sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)"),
         ("duplicate_review", f"""
             select s._row, 'the same review (customer, order, product, rating and text) was already received as '
-                   || coalesce(r.review_id, first.review_id)
+                   || r.review_id
             from {stage} s
-            left join lateral (select r.review_id from smarketing.reviews r
-                               where r.customer_id = s.customer_id and r.review_id <> s.review_id
-                                 and r.order_id is not distinct from s.order_id and r.sku is not distinct from s.sku
-                                 and r.rating = s.rating and r.body is not distinct from s.body
-                                 and r.title is not distinct from s.title limit 1) r on true
-            left join lateral (select f.review_id from {stage} f
-                               where f.customer_id = s.customer_id and f.review_id <> s.review_id
-                                 and f.order_id is not distinct from s.order_id and f.sku is not distinct from s.sku
-                                 and f.rating = s.rating and f.body is not distinct from s.body
-                                 and f.title is not distinct from s.title
-                                 and (f.created_at, f.review_id) < (s.created_at, s.review_id) limit 1) first on true
-            where s.customer_id is not null and (r.review_id is not null or first.review_id is not null)"""),
+            join lateral (select r.review_id from smarketing.reviews r
+                          where r.customer_id = s.customer_id and r.review_id <> s.review_id
+                            and r.order_id is not distinct from s.order_id and r.sku is not distinct from s.sku
+                            and r.rating = s.rating and r.body is not distinct from s.body
+                            and r.title is not distinct from s.title
+                          order by r.created_at, r.review_id limit 1) r on true
+            where s.customer_id is not null
+            union all
+            select _row, 'the same review (customer, order, product, rating and text) came first as ' || first_id
+            from (select _row, review_id, first_value(review_id) over (
+                      partition by customer_id, order_id, sku, rating, title, body
+                      order by created_at, review_id) as first_id
+                  from {stage} where customer_id is not null) batch
+            where first_id <> review_id"""),
     ])
     conn.exec_driver_sql(f"""
         update {stage} s set message_id = m.message_id, attribution = 'token' from smarketing.outreach_messages m
@@ -289,6 +295,7 @@ def ingest_responses(
                 if column not in clean.columns:
                     clean[column] = None
             copy_frame(conn, stage, clean, _STAGE_COLUMNS[dataset])
+            conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
             rejects = _storable(_reject_frame(dataset, checked.frame, checked.rejects + late))
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
