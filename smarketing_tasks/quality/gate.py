@@ -183,8 +183,8 @@ def run_suite(
         run = None
         outcomes = [ExpectationOutcome(spec, kwargs, success=True, skipped="empty batch") for spec, kwargs in evaluated]
     else:
-        url = engine.url.render_as_string(hide_password=False) if chosen == "sql" else None
-        run = run_gx(suite, evaluated, mode=chosen, frame=frame if chosen == "pandas" else None, url=url, query=query)
+        run = run_gx(suite, evaluated, mode=chosen, frame=frame if chosen == "pandas" else None, engine=engine,
+                     query=query, row_limit=settings.quarantine_cap)
         outcomes = run.outcomes
     outcomes += skipped
     outcomes.sort(key=lambda o: o.spec.index)
@@ -290,6 +290,9 @@ def _judge(suite: SuiteSpec, outcomes: list[ExpectationOutcome], distributions: 
         if spec.row_level and spec.on_failure != "warn":
             for ref in outcome.rows:
                 bad_rows.setdefault(ref, []).append(outcome)
+            if len(outcome.rows) < min(outcome.unexpected_count, settings.quarantine_cap):
+                problems.append(f"expectation {spec.label} found {outcome.unexpected_count:,} rows but GX named only "
+                                f"{len(outcome.rows):,}: refusing to quarantine part of them")
         if spec.row_level:
             sentence = (f"expectation {spec.label} [{spec.reason}] failed for {outcome.unexpected_count:,} rows, "
                         f"e.g. {_values(outcome, settings.sample_size)}")

@@ -18,8 +18,11 @@ from smarketing_tasks.quality.suites import ExpectationSpec, Mode, SuiteSpec
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
 ROW_REF = "_row_ref"
+BATCH_VIEW_SCHEMA = "smarketing"
+BATCH_VIEW_PREFIX = "quality_batch_"  # views named so live only while a suite runs
 _INDEX = "smarketing_index"  # position of the expectation in its suite file, carried through GX in meta
 _GX_SAMPLE = 20  # values kept per expectation in stored GX results (Data Docs); counts stay exact
 
@@ -99,38 +102,66 @@ def run_gx(
     *,
     mode: Mode,
     frame: pd.DataFrame | None = None,
-    url: str | None = None,
+    engine: sa.Engine | None = None,
     query: str | None = None,
+    row_limit: int = 100_000,
 ) -> GxRun:
-    """Validate ``frame`` (pandas) or the rows of ``query`` at ``url`` (sql); both carry a ``_row_ref`` column."""
+    """Validate ``frame`` (pandas) or the rows of ``query`` in ``engine``'s database (sql).
+
+    Both carry a ``_row_ref`` column. In SQL the batch is exposed to GX as a short-lived view: GX reads a
+    query asset's column names by running the whole query into memory (a million rows, twice), a view's
+    from the catalog.
+    """
     from great_expectations.core import ExpectationSuite
 
     if not evaluated:
         return GxRun([], None)
     context = _context()
-    gx_suite = ExpectationSuite(
-        name=suite.name,
-        expectations=[{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}
-                      for spec, kwargs in evaluated],
-        meta=suite.raw.get("meta", {}),
-    )
+    gx_suite_dict = {
+        "name": suite.name,
+        "expectations": [{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}
+                         for spec, kwargs in evaluated],
+        "meta": suite.raw.get("meta", {}),
+    }
+    gx_suite = ExpectationSuite(**gx_suite_dict)
     source_name = f"smarketing_{uuid.uuid4().hex[:8]}"
+    view = f"{BATCH_VIEW_PREFIX}{uuid.uuid4().hex[:12]}"
     if mode == "sql":
-        datasource = context.data_sources.add_postgres(source_name, connection_string=url)
-        asset = datasource.add_query_asset(suite.name, query=query)
-        batch = asset.add_batch_definition_whole_table("batch").get_batch()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"create view {BATCH_VIEW_SCHEMA}.{view} as {query}")
+        # The same SQLAlchemy URL as the warehouse engine (the Airflow connection): no second set of settings.
+        datasource = context.data_sources.add_postgres(
+            source_name, connection_string=engine.url.render_as_string(hide_password=False))
+        asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
     else:
         datasource = context.data_sources.add_pandas(source_name)
         asset = datasource.add_dataframe_asset(suite.name)
-        batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(batch_parameters={"dataframe": frame})
     try:
-        result = batch.validate(gx_suite, result_format={
-            "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_REF],
-            "return_unexpected_index_query": False, "partial_unexpected_count": _GX_SAMPLE,
-        })
+        if mode == "sql":
+            batch = asset.add_batch_definition_whole_table("batch").get_batch()
+        else:
+            batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(
+                batch_parameters={"dataframe": frame})
+        # Pass 1 answers pass/fail only: GX bundles those aggregates into a few scans of the batch.
+        first = batch.validate(gx_suite, result_format={"result_format": "BOOLEAN_ONLY"})
+        failed = [item.expectation_config.meta.get(_INDEX) for item in first.results if not item.success]
+        result = first
+        if failed:
+            # Pass 2, for what failed only: every offending row. GX cuts that list at partial_unexpected_count
+            # (20 by default, also in SQL): ask for every row up to the quarantine cap; the gate refuses to
+            # quarantine part of a problem beyond it.
+            retry = ExpectationSuite(name=suite.name, meta=gx_suite.meta, expectations=[
+                e for e in gx_suite_dict["expectations"] if e["meta"][_INDEX] in failed])
+            second = batch.validate(retry, result_format={
+                "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_REF],
+                "return_unexpected_index_query": False, "partial_unexpected_count": row_limit + 1,
+            })
+            result = _merged(first, second)
     finally:
         if mode == "sql":
             datasource.get_engine().dispose()
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"drop view if exists {BATCH_VIEW_SCHEMA}.{view}")
 
     # GX does not keep the suite's order (SQL results come back grouped by metric): match by our index.
     by_index = {(item.expectation_config.meta or {}).get(_INDEX): item for item in result.results}
@@ -153,12 +184,19 @@ def _outcome(spec: ExpectationSpec, kwargs: dict[str, Any], item) -> Expectation
         sample = [{k: v for k, v in row.items() if k != ROW_REF} for row in details[:5]]
         count = int(result.get("observed_value") or 0)
     else:
-        sample = list(result.get("partial_unexpected_list") or [])
+        sample = list((result.get("partial_unexpected_list") or [])[:_GX_SAMPLE])
         count = int(result.get("unexpected_count") or 0)
     return ExpectationOutcome(
         spec, kwargs, success=bool(item.success), unexpected_count=count, sample=sample, rows=rows,
         observed_value=result.get("observed_value"),
     )
+
+
+def _merged(first, second):
+    """The pass-1 result with the failed expectations' detailed pass-2 results in their place."""
+    detailed = {item.expectation_config.meta.get(_INDEX): item for item in second.results}
+    first.results = [detailed.get(item.expectation_config.meta.get(_INDEX), item) for item in first.results]
+    return first
 
 
 def _error_message(info: dict[str, Any]) -> str | None:
@@ -177,8 +215,11 @@ def _trimmed_json(result) -> dict[str, Any]:
     for item in data.get("results", []):
         outcome = item.get("result") or {}
         for key in ("unexpected_index_list", "unexpected_list", "partial_unexpected_index_list",
-                    "partial_unexpected_counts", "unexpected_index_query"):
+                    "unexpected_index_query"):
             outcome.pop(key, None)
+        for key in ("partial_unexpected_list", "partial_unexpected_counts"):
+            if isinstance(outcome.get(key), list):
+                outcome[key] = outcome[key][:_GX_SAMPLE]
         details = outcome.get("details")
         if isinstance(details, dict) and isinstance(details.get("unexpected_rows"), list):
             details["unexpected_rows"] = details["unexpected_rows"][:_GX_SAMPLE]
