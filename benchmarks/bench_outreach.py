@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def _fresh_warehouse(admin: str, name: str) -> str:
     return url
 
 
-def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0) -> float:
+def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0, clean: bool = False) -> float:
     """Generated customers and delivered orders, all due for a review ask at AS_OF; returns seconds."""
     import sqlalchemy as sa
 
@@ -62,12 +63,15 @@ def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0) -> 
 
     started = time.perf_counter()
     engine = make_engine(url)
-    p = {"n": orders, "c": customers, "as_of": AS_OF, "span": delivered_days * 86400}
+    # clean: every order gets its email (the send benchmark); otherwise a realistic mix of skips.
+    p = {"n": orders, "c": customers, "as_of": AS_OF, "span": delivered_days * 86400,
+         "no_consent_every": orders + 1 if clean else 5, "returned_every": orders + 1 if clean else 50,
+         "reviewed_every": orders + 1 if clean else 20, "suppressed_every": orders + 1 if clean else 100}
     with engine.begin() as conn:
         conn.execute(sa.text("""
             insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, accepts_sms,
                                               created_at, updated_at, source)
-            select 'c' || i, 'DE', 'Europe/Berlin', i % 5 <> 0, i % 3 = 0, :as_of - interval '1 year',
+            select 'c' || i, 'DE', 'Europe/Berlin', i % :no_consent_every <> 0, i % 3 = 0, :as_of - interval '1 year',
                    :as_of - interval '1 year', 'bench'
             from generate_series(1, :c) i"""), p)
         conn.execute(sa.text("""
@@ -78,7 +82,7 @@ def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0) -> 
             insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at,
                                            total_amount, currency, updated_at, source)
             select 'o' || i, 'c' || (1 + i % :c), d - interval '3 days',
-                   case when i % 50 = 0 then 'returned' else 'delivered' end, d - interval '2 days', d,
+                   case when i % :returned_every = 0 then 'returned' else 'delivered' end, d - interval '2 days', d,
                    20, 'EUR', d, 'bench'
             from generate_series(1, :n) i
             cross join lateral (select :as_of - interval '7 days' - make_interval(secs => (i % 1000) * :span / 1000) d) t
@@ -90,11 +94,11 @@ def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0) -> 
         conn.execute(sa.text("""
             insert into smarketing.reviews (review_id, order_id, customer_id, sku, rating, body, created_at, source)
             select 'r' || i, 'o' || i, 'c' || (1 + i % :c), 'SKU-1', 1 + i % 5, 'text', :as_of - interval '1 day', 'bench'
-            from generate_series(20, :n, 20) i"""), p)
+            from generate_series(:reviewed_every, :n, :reviewed_every) i"""), p)
         conn.execute(sa.text("""
             insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at)
             select 'c' || i || '@example.com', 'c' || i, 'unsubscribe', 'bench', :as_of
-            from generate_series(7, :c, 100) i"""), p)
+            from generate_series(7, :c, :suppressed_every) i"""), p)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("vacuum analyze")
     engine.dispose()
@@ -170,7 +174,7 @@ class SmtpProcess:
             self.process.kill()
 
 
-def bench_send(admin: str, messages: int, baseline_messages: int) -> dict:
+def bench_send(admin: str, messages: int, baseline_messages: int, connections: int) -> dict:
     from dataclasses import replace
 
     from smarketing_tasks.db import make_engine
@@ -179,8 +183,8 @@ def bench_send(admin: str, messages: int, baseline_messages: int) -> dict:
     from smarketing_tasks.outreach.rendering import MessageData, Renderer
 
     url = _fresh_warehouse(admin, "bench_outreach_send")
-    fill(url, messages, messages)
-    settings = replace(OutreachSettings(), link_signing_key="bench", global_cap=10, cooldown_days=0)
+    fill(url, messages, messages, clean=True)
+    settings = replace(OutreachSettings(), link_signing_key="bench", connections=connections)
     engine = make_engine(url)
     plan = plan_outreach(engine, AS_OF, settings)
     print(f"planned {plan.planned:,} emails", flush=True)
@@ -204,10 +208,11 @@ def bench_send(admin: str, messages: int, baseline_messages: int) -> dict:
         baseline_received = server.received()
     engine.dispose()
     ours_rate, base_rate = report.sent / ours, baseline_received / baseline
-    return {"messages": messages, "sent": report.sent, "received": received, "seconds": ours,
+    return {"connections": connections, "messages": messages, "sent": report.sent, "received": received, "seconds": ours,
             "messages_per_s": ours_rate, "baseline_messages": baseline_received, "baseline_seconds": baseline,
             "baseline_messages_per_s": base_rate, "speedup": ours_rate / base_rate,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "load_average_1m": os.getloadavg()[0]}
 
 
 def main() -> int:
@@ -215,14 +220,15 @@ def main() -> int:
     parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: embedded)")
     parser.add_argument("--plan-orders", type=int, nargs="*", default=[])
     parser.add_argument("--send", type=int, help="emails to send (e.g. 10000)")
+    parser.add_argument("--connections", type=int, nargs="*", default=[4], help="sender lanes to measure")
     parser.add_argument("--baseline", type=int, help="emails for the one-connection-per-message baseline "
                                                      "(default: the same number)")
     args = parser.parse_args()
     admin = _server_url(args)
     for orders in args.plan_orders:
         print(json.dumps(bench_plan(admin, orders)), flush=True)
-    if args.send:
-        print(json.dumps(bench_send(admin, args.send, args.baseline or args.send)), flush=True)
+    for connections in args.connections if args.send else []:
+        print(json.dumps(bench_send(admin, args.send, args.baseline or args.send, connections)), flush=True)
     return 0
 
 

@@ -8,15 +8,13 @@ message (links expire relative to its due time), so a resend is byte-for-byte th
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
-from email.charset import QP, Charset
 from email.header import Header
-from email.message import EmailMessage, Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
+from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -80,15 +78,14 @@ class MessageData:
     expires_at: datetime | None = None
 
 
-_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=998)  # CRLF as SMTP wants; no folding of links
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP  # readable in a Maildir, 7-bit safe on the wire
+def _qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends: readable in a Maildir, 7-bit and short-lined on the wire."""
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    return binascii.b2a_qp(normalized.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
-def _text_part(text: str, subtype: str) -> Message:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(text, _UTF8_QP)
-    return part
+def _encoded(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
 
 
 @dataclass(frozen=True)
@@ -106,22 +103,24 @@ class RenderedMessage:
 
     @cached_property
     def raw(self) -> bytes:
-        """The MIME bytes, built once (compat32 is ~10x faster than the header registry of policy.default).
-
-        Every header value was made single-line by ``header_safe`` or validated before this point.
+        """The MIME bytes (CRLF lines), built once and directly: the email package's generator and header
+        folding cost more CPU than everything else in a send. Every header value was made single-line by
+        ``header_safe`` or validated before this point; non-ASCII values become RFC 2047 encoded words.
         """
+        head = [("MIME-Version", "1.0"), ("From", self.from_address), ("To", self.to),
+                ("Subject", _encoded(self.subject)), *self.headers.items()]
         if self.html is None:
-            message: Message = _text_part(self.text, "plain")
+            head += [("Content-Type", 'text/plain; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")]
+            body = _qp(self.text)
         else:
-            message = MIMEMultipart("alternative", boundary=f"=_smarketing_{self.message_id}")  # stable bytes
-            message.attach(_text_part(self.text, "plain"))
-            message.attach(_text_part(self.html, "html"))
-        message["From"] = self.from_address
-        message["To"] = self.to
-        message["Subject"] = self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
-        for name, value in self.headers.items():
-            message[name] = value
-        return message.as_bytes(policy=_WIRE)
+            boundary = f"=_smarketing_{self.message_id}"  # stable: a resend is the same bytes
+            head.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+            parts = [f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                     f"Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode() + _qp(content) + b"\r\n"
+                     for subtype, content in (("plain", self.text), ("html", self.html))]
+            body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        header_bytes = "".join(f"{name}: {value}\r\n" for name, value in head).encode("ascii")
+        return header_bytes + b"\r\n" + body
 
     @property
     def envelope_from(self) -> str:
