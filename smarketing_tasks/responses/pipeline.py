@@ -146,6 +146,10 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
     conn.execute(sa.text(_window_pick(stage, "created_at", REVIEW_KINDS, match_order=True)),
                  {"window": settings.attribution_window})
     conn.exec_driver_sql(f"update {stage} set attribution = 'none' where message_id is null")
+    # A review that names no order is about the order its ask was about (so outreach sees it as reviewed).
+    conn.exec_driver_sql(f"""
+        update {stage} s set order_id = m.order_id from smarketing.outreach_messages m
+        where s.order_id is null and m.message_id = s.message_id and m.order_id is not null""")
     if _has_column(conn, "outreach_messages", "incentive_offered"):
         # An answer to an ask that offered an incentive is an incentivised review (FTC 16 CFR 465), whatever it says.
         conn.exec_driver_sql(f"""

@@ -74,8 +74,10 @@ def test_token_first_then_window_then_none(shop, warehouse, world):
         # Outside the attribution window: nobody asked recently.
         _review(conn, "R-none", "C1", "O1", 3, "Fine I guess, nothing special about this one really.",
                 T0 + timedelta(days=19))
+        # Names no order: the ask it answers says which order it is about.
+        _review(conn, "R-which", "C2", None, 4, "Warm and comfy", T0 + timedelta(days=2))
     result = _ingest(shop, warehouse, settings=ResponsesSettings(attribution_window=timedelta(days=7)))
-    assert (result.rows_read, result.rows_quarantined) == (3, 0)
+    assert (result.rows_read, result.rows_quarantined) == (4, 0)
 
     reviews = _reviews(warehouse)
     assert (reviews["R-token"].message_id, reviews["R-token"].attribution) == (world["reminder"], "token")
@@ -83,6 +85,7 @@ def test_token_first_then_window_then_none(shop, warehouse, world):
     assert (reviews["R-token"].customer_id, reviews["R-token"].order_id) == ("C1", "O1")
     assert (reviews["R-window"].message_id, reviews["R-window"].attribution) == (world["request"], "window")
     assert (reviews["R-none"].message_id, reviews["R-none"].attribution) == (None, "none")
+    assert (reviews["R-which"].message_id, reviews["R-which"].order_id) == (world["c2"], "O2")
 
 
 def test_answer_to_an_incentivised_ask_is_flagged(shop, warehouse, world):

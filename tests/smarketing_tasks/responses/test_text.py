@@ -1,0 +1,44 @@
+"""Plain-text cleaning, language detection and the run-level quarantine threshold."""
+
+from __future__ import annotations
+
+import pytest
+
+from smarketing_tasks.ingest.report import QuarantineThresholdExceeded
+from smarketing_tasks.responses.pipeline import check_quarantine_shares
+from smarketing_tasks.responses.text import clean_text, detect_language
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("<p>Great <b>tee</b>!</p>", "Great tee!"),
+    ("Nice<script>alert('x')</script> fit", "Nice fit"),
+    ("&lt;script&gt;alert(1)&lt;/script&gt;ok", "ok"),  # markup that arrived entity-encoded
+    ("Line one<br>Line two", "Line one\nLine two"),
+    ("zero\u200bwidth\u202eflip", "zerowidthflip"),
+    ("tab\tand   spaces \x07bell", "tab and spaces bell"),
+    ("Cafe\u0301", "Café"),  # NFC
+    ("5 < 6 and 7 > 3", "5 < 6 and 7 > 3"),  # comparisons are not tags
+    ("😍🔥", "😍🔥"),
+    ("   ", None),
+    ("<img src=x onerror=alert(1)>", None),
+    (None, None),
+])
+def test_clean_text(raw, clean):
+    assert clean_text(raw) == clean
+
+
+def test_language_detection_is_deterministic_and_says_nothing_when_unsure():
+    english = "Absolutely love this tee, the fabric is soft and it keeps its shape."
+    assert [detect_language(english) for _ in range(5)] == ["en"] * 5
+    assert detect_language("Qualität ist super, schnelle Lieferung, gerne wieder!") == "de"
+    assert detect_language("Good.") is None
+    assert detect_language("👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍") is None
+    assert detect_language(english, min_letters=500) is None
+
+
+def test_quarantine_threshold_counts_only_runs_big_enough_to_judge():
+    small = {"dataset": "reviews", "source": "shop", "rows_read": 3, "rows_quarantined": 2}
+    big = {"dataset": "reviews", "source": "shop", "rows_read": 1000, "rows_quarantined": 300}
+    check_quarantine_shares([small], max_share=0.2, min_rows=100)
+    with pytest.raises(QuarantineThresholdExceeded, match="reviews from shop"):
+        check_quarantine_shares([small, big], max_share=0.2, min_rows=100)
