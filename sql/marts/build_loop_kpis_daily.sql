@@ -76,18 +76,25 @@ sends_daily as (
     group by 1
 ),
 
--- a request is answered when its order (or the request itself) got a review after it was sent
-answered_daily as (
-    select requests.sent_at::date as day, count(*) as requests_answered
+-- a request is answered when its order (or the request itself) got a review after it was sent; two equi-joins
+-- and a union instead of one OR-ed correlated subquery, so the planner can hash them
+answered_requests as (
+    select requests.message_id, requests.sent_at
     from sent_messages as requests
+    join reviews on reviews.order_id = requests.order_id
     where requests.kind = 'review_request'
-      and exists (
-          select 1
-          from reviews
-          where reviews.created_at >= requests.sent_at
-            and (reviews.message_id = requests.message_id
-                 or (requests.order_id is not null and reviews.order_id = requests.order_id))
-      )
+      and reviews.created_at >= requests.sent_at
+    union
+    select requests.message_id, requests.sent_at
+    from sent_messages as requests
+    join reviews on reviews.message_id = requests.message_id
+    where requests.kind = 'review_request'
+      and reviews.created_at >= requests.sent_at
+),
+
+answered_daily as (
+    select sent_at::date as day, count(*) as requests_answered
+    from answered_requests
     group by 1
 ),
 
