@@ -215,8 +215,8 @@ def run_suite(
             with engine.begin() as conn:
                 result.rows_quarantined = quarantine_rows(conn, suite.dataset, source, rejects, run_id)
     elif bad_rows:
-        result.rows_quarantined = _quarantine_table_rows(engine, suite, table or suite.table, bad_rows, run_id,
-                                                         move=move)
+        result.rows_quarantined = _quarantine_table_rows(engine, suite, table or suite.table, query, bad_rows,
+                                                         run_id, move=move)
     result.seconds = time.perf_counter() - started
     if record and engine is not None:
         result.validation_id = _record_run(engine, result, run_time, run.gx_result if run else None)
@@ -415,9 +415,13 @@ def _frame_rejects(suite: SuiteSpec, frame: pd.DataFrame, bad_rows: dict[str, li
     return pd.DataFrame(records, columns=["_row", "record_key", "rule", "reason", "raw", "raw_hash"])
 
 
-def _quarantine_table_rows(engine: sa.Engine, suite: SuiteSpec, table: str,
+def _quarantine_table_rows(engine: sa.Engine, suite: SuiteSpec, table: str, query: str,
                            bad_rows: dict[str, list[ExpectationOutcome]], run_id: str, *, move: bool) -> int:
-    """Record (and, when moving, delete) rows by ctid and xmin: a row changed since validation is left alone."""
+    """Record (and, when moving, delete) rows by ctid and xmin: a row changed since validation is left alone.
+
+    The raw record is the batch's row (joined columns such as a customer's email included), read in the
+    same transaction that deletes it.
+    """
     import pandas as pd
 
     from smarketing_tasks.ingest.pipeline import quarantine_rows
@@ -426,14 +430,16 @@ def _quarantine_table_rows(engine: sa.Engine, suite: SuiteSpec, table: str,
     ctids = [r.split("@", 1)[0] for r in refs]
     xmins = [r.split("@", 1)[1] for r in refs]
     pairs = "(select unnest(cast(:c as tid[])) as c, unnest(cast(:x as text[])) as x) r"
+    rows = (f"select q.{ROW_REF} as ref, to_jsonb(q) - '{ROW_REF}' as raw from ({query}) q "
+            f"where q.{ROW_REF} = any(cast(:refs as text[]))")
     if move:
-        statement = (f"delete from {table} t using {pairs} where t.ctid = r.c and t.xmin::text = r.x "
-                     "returning r.c::text || '@' || r.x as ref, to_jsonb(t) as raw")
+        statement = (f"with batch_rows as ({rows}), moved as (delete from {table} t using {pairs} "
+                     f"where t.ctid = r.c and t.xmin::text = r.x returning r.c::text || '@' || r.x as ref) "
+                     f"select b.ref, b.raw from batch_rows b join moved using (ref)")
     else:
-        statement = (f"select r.c::text || '@' || r.x as ref, to_jsonb(t) as raw from {table} t "
-                     f"join {pairs} on t.ctid = r.c and t.xmin::text = r.x")
+        statement = rows
     with engine.begin() as conn:
-        found = conn.execute(sa.text(statement), {"c": ctids, "x": xmins}).all()
+        found = conn.execute(sa.text(statement), {"c": ctids, "x": xmins, "refs": refs}).all()
         records = []
         for ref, raw_values in found:
             raw, raw_hash = _raw_and_hash(raw_values)

@@ -152,3 +152,54 @@ def test_data_docs_show_every_suite_and_the_recent_runs(loaded_warehouse, tmp_pa
         assert suite in html
     assert len(list((tmp_path / "data_docs" / "validations").rglob("*.html"))) == 3
     assert "ingest-docs" in html
+
+
+def test_a_moved_customer_keeps_its_contact_data_in_the_quarantine_record(warehouse):
+    from smarketing_tasks.quality import audit_suites
+
+    with warehouse.begin() as conn:
+        for n in range(30):
+            conn.execute(sa.text(
+                "insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, "
+                "updated_at, source) values (:id, 'DE', 'Europe/Berlin', true, :t, 'test')"), {"id": f"c{n}", "t": END})
+            conn.execute(sa.text(
+                "insert into smarketing.customer_contacts (customer_id, email, phone, updated_at) "
+                "values (:id, :email, :phone, :t)"),
+                {"id": f"c{n}", "email": f"p{n}@example.com", "phone": "ring ring" if n == 4 else "+49 30 1234", "t": END})
+
+    audit_suites(warehouse, ["customers"], run_id="ingest", run_time=END, say=lambda _: None)
+
+    assert _count(warehouse, "select count(*) from smarketing.customers") == 29
+    with warehouse.connect() as conn:
+        record = conn.execute(sa.text(
+            "select record_key, rule, reason, raw ->> 'email', raw ->> 'phone' from smarketing.quarantine")).one()
+    assert record == ("c4", "expect_column_values_to_match_regex(phone)",
+                      'phone is not a phone number (digits, spaces, + - . ( ) only) (phone="ring ring")',
+                      "p4@example.com", "ring ring")
+
+
+def test_a_message_sent_after_suppression_fails_the_outbox_audit_and_stays_in_the_outbox(warehouse):
+    import hashlib
+
+    from smarketing_tasks.quality import audit_outbox
+
+    with warehouse.begin() as conn:
+        for n in range(20):
+            key = f"c{n}:o{n}:review_request:1"
+            conn.execute(sa.text(
+                "insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind, "
+                "channel, template_variant, consent_basis, status, due_at, expires_at, planned_at, sent_at, attempts) "
+                "values (:id, :key, :c, :o, 'review_request', 'email', 'a', 'marketing_consent', 'sent', :t, :exp, "
+                ":t, :sent, 1)"),
+                {"id": hashlib.sha256(key.encode()).hexdigest()[:32], "key": key, "c": f"c{n}", "o": f"o{n}",
+                 "t": END, "exp": END + timedelta(days=14), "sent": END + timedelta(hours=1)})
+        conn.execute(sa.text("insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at) "
+                             "values ('x@example.com', 'c9', 'unsubscribe', 'email_events', :t)"), {"t": END})
+
+    with pytest.raises(QualityGateFailed) as failure:
+        audit_outbox(warehouse, run_id="outreach", run_time=END + timedelta(hours=2), since=END - timedelta(hours=1),
+                     until=END + timedelta(hours=2), say=lambda _: None)
+
+    assert "suite 'outreach_messages'" in str(failure.value)
+    assert "a message was sent after the customer was suppressed" in str(failure.value) and '"c9"' in str(failure.value)
+    assert _count(warehouse, "select count(*) from smarketing.outreach_messages") == 20
