@@ -19,8 +19,9 @@ DICTIONARY_FILE = PROJECT_ROOT / "docs" / "data-dictionary.md"
 
 # What marketers need to know about each setting that shapes a mart (defaults come from MartSettings).
 SETTING_NOTES = {
-    "word_of_mouth_reach": "People each unhappy customer tells. TARP's studies give 9-15, seed 004 claims 52; "
-                           "the default is TARP's middle. Drives `loop_kpis_daily.word_of_mouth_at_risk`.",
+    "word_of_mouth_reach": "People each unhappy customer tells. Seed 004 says 52, TARP's studies 9-15; the "
+                           "default is scoring's, so customers' reasons and the KPI agree (set 12 for TARP's "
+                           "middle). Drives `loop_kpis_daily.word_of_mouth_at_risk`.",
     "funnel_confidence": "Confidence level of the Wilson intervals in `outreach_funnel`.",
     "testimonial_min_rating": "Lowest star rating of a consented review that may become a testimonial.",
     "quote_max_chars": "Longest testimonial quote, in characters.",

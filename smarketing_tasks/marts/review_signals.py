@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
+from smarketing_tasks.scoring.settings import ScoringSettings
+
 # Shared with the SQL of the marts (bound as :email_pattern / :phone_pattern) and with the audit, so that
 # PostgreSQL and Python redact and check the same things. Both dialects read these patterns alike.
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
@@ -20,11 +22,6 @@ _EMAIL = re.compile(EMAIL_PATTERN)
 _PHONE = re.compile(PHONE_PATTERN)
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 
-# Seed 004: "good", "ok", "fine" are what a polite, unhappy customer says.
-LUKEWARM_WORDS = frozenset({"good", "ok", "okay", "fine", "alright", "decent", "nice", "bad", "not", "average",
-                            "acceptable", "satisfactory", "meh", "so", "it", "was", "its", "it's", "all", "pretty"})
-SHORT_ANSWER_WORDS = 4  # answers of at most this many words are judged by their vocabulary
-NEUTRAL_BELOW = 0.5  # a 3-4 star text with a VADER compound under this is not enthusiastic
 _WORD = re.compile(r"[a-z']+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:()]\s*|\s+[-–—]\s+")
@@ -62,19 +59,21 @@ def redact(text: str | None) -> str | None:
 
 
 def is_lukewarm(rating: int, text: str, sentiment: float | None) -> bool:
-    """The lukewarm rule for one review (DESIGN.md: 'good' is the dangerous word).
+    """The lukewarm rule for one review, with scoring's thresholds and faint-words test (seed 004: 'good').
 
-    Lukewarm: a short answer made of lukewarm words ('good', 'ok', 'fine', 'not bad') at 3 stars or more, or
-    3-4 stars whose text is not enthusiastic (or missing). 1-2 stars are detractors, not lukewarm.
+    3-4 stars with neutral, faint or no words are lukewarm; 5 stars with faint words ('Good.', 'ok') are too;
+    1-2 stars are detractors, not lukewarm. Same rule as smarketing_tasks.scoring applies per customer.
     """
+    from smarketing_tasks.scoring.text import is_faint
+
+    rules = ScoringSettings().text_rules()
     if rating <= 2:
         return False
-    words = _WORD.findall(text.lower())
-    if words and len(words) <= SHORT_ANSWER_WORDS and set(words) <= LUKEWARM_WORDS:
-        return True
+    faint = bool(text.strip()) and sentiment is not None and is_faint(
+        text, sentiment, rules.short_words, rules.strong_compound, rules.negative_compound)
     if rating >= 5:
-        return False
-    return sentiment is None or sentiment < NEUTRAL_BELOW
+        return faint
+    return sentiment is None or sentiment < rules.strong_compound or faint
 
 
 def best_quote(title: str | None, body: str | None, max_chars: int) -> tuple[str | None, float | None]:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smarketing_tasks.scoring.settings import ScoringSettings
+
 
 @dataclass(frozen=True)
 class MartSettings:
     """How the marts in schema ``marketing`` are built and published (issue 7, DESIGN.md section 4)."""
 
-    # People each unhappy customer tells about a bad experience. The often-cited TARP studies give 9-15;
-    # seed 004 claims 52. The default is 12, the middle of TARP's range: a defensible planning figure that
-    # marketers can raise (e.g. to 52) when they want the pessimistic view. Reported in loop_kpis_daily.
-    word_of_mouth_reach: int = 12
+    # People each unhappy customer tells about a bad experience. Seed 004 says 52; the often-cited TARP studies
+    # give 9-15. The default is scoring's (52), so that a customer's reasons ("may tell ~52 people") and the
+    # KPI agree; one variable, SMARKETING_WORD_OF_MOUTH_REACH, sets both (12, TARP's middle, for a cautious view).
+    word_of_mouth_reach: int = ScoringSettings.word_of_mouth_reach
     # Confidence level of the Wilson intervals around response rates in outreach_funnel.
     funnel_confidence: float = 0.95
     # Testimonials: lowest star rating of a consented review that may become a testimonial.

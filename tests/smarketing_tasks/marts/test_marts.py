@@ -164,14 +164,15 @@ def test_loop_kpis_daily_covers_every_day_and_reconciles_with_the_core_tables(kn
     assert kpis[date(2026, 11, 13)]["scores_taken_on"] is None and kpis[date(2026, 11, 13)]["nps"] is None
     mid = kpis[date(2026, 11, 14)]  # 1 promoter, 2 passives (c2 lukewarm), c4 unclassified
     assert (mid["scores_taken_on"], mid["customers_scored"], mid["nps"]) == (date(2026, 11, 15), 4, Decimal("33.3"))
-    assert (mid["lukewarm"], mid["unhappy_customers"], mid["word_of_mouth_at_risk"]) == (1, 1, 12)
+    assert (mid["lukewarm"], mid["unhappy_customers"], mid["word_of_mouth_at_risk"]) == (1, 1, 52)
     assert mid["lukewarm_share"] == pytest.approx(1 / 3)
     last = kpis[date(2026, 11, 21)]  # 1 promoter, 2 lukewarm passives, 1 detractor, 1 silent
     assert (last["promoters"], last["passives"], last["detractors"], last["nps"]) == (1, 2, 1, Decimal("0.0"))
     assert (last["advocates"], last["segment_champion"], last["segment_lukewarm"], last["segment_silent"]) == (
         1, 1, 2, 1)
+    # default reach: scoring's 52 (seed 004), so the KPI matches customers' reasons
     assert (last["unhappy_customers"], last["word_of_mouth_reach_per_customer"], last["word_of_mouth_at_risk"]) == (
-        3, 12, 36)
+        3, 52, 156)
 
 
 def test_outreach_funnel_counts_each_message_once_with_wilson_intervals(known_marts):

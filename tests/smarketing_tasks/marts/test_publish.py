@@ -175,14 +175,14 @@ def test_an_empty_warehouse_publishes_empty_marts(warehouse):
 
 
 def test_settings_change_the_reach_at_risk_and_the_interval(published):
-    publish_marts(published, AS_OF, MartSettings(word_of_mouth_reach=52, funnel_confidence=0.9))
+    publish_marts(published, AS_OF, MartSettings(word_of_mouth_reach=12, funnel_confidence=0.9))
     with published.connect() as conn:
         at_risk = conn.execute(sa.text(
             "select word_of_mouth_at_risk from marketing.loop_kpis_daily where day = date '2026-11-21'")).scalar()
         low, level = conn.execute(sa.text(
             "select ci_low, confidence_level from marketing.outreach_funnel where day = date '2026-11-10' "
             "and template_variant = 'A'")).one()
-    assert at_risk == 3 * 52  # seed 004's figure for the three unhappy customers
+    assert at_risk == 3 * 12  # TARP's middle figure for the three unhappy customers
     assert level == 0.9 and low == pytest.approx(1 / (1 + 1.6448536269514722 ** 2))  # Wilson for 1 of 1
 
 

@@ -94,7 +94,7 @@ def test_the_report_is_self_contained_deterministic_and_free_of_contact_data(rep
         assert email not in html and phone not in html
     assert "@" not in html
     assert render_report(engine, AS_OF) == html  # same marts, same file: nothing depends on the wall clock
-    assert "36 people" in html  # word-of-mouth reach at risk: 3 unhappy customers x 12
+    assert "156 people" in html  # word-of-mouth reach at risk: 3 unhappy customers x 52
 
 
 def test_empty_marts_give_a_report_with_explanations_instead_of_charts(warehouse, tmp_path):
