@@ -66,7 +66,8 @@ def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0, cle
     # clean: every order gets its email (the send benchmark); otherwise a realistic mix of skips.
     p = {"n": orders, "c": customers, "as_of": AS_OF, "span": delivered_days * 86400,
          "no_consent_every": orders + 1 if clean else 5, "returned_every": orders + 1 if clean else 50,
-         "reviewed_every": orders + 1 if clean else 20, "suppressed_every": orders + 1 if clean else 100}
+         "reviewed_every": orders + 1 if clean else 20, "suppressed_every": orders + 1 if clean else 100,
+         "suppressed_start": customers + 1 if clean else 7}
     with engine.begin() as conn:
         conn.execute(sa.text("""
             insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, accepts_sms,
@@ -94,11 +95,11 @@ def fill(url: str, orders: int, customers: int, delivered_days: float = 6.0, cle
         conn.execute(sa.text("""
             insert into smarketing.reviews (review_id, order_id, customer_id, sku, rating, body, created_at, source)
             select 'r' || i, 'o' || i, 'c' || (1 + i % :c), 'SKU-1', 1 + i % 5, 'text', :as_of - interval '1 day', 'bench'
-            from generate_series(:reviewed_every, :n, :reviewed_every) i"""), p)
+            from generate_series(cast(:reviewed_every as int), cast(:n as int), cast(:reviewed_every as int)) i"""), p)
         conn.execute(sa.text("""
             insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at)
             select 'c' || i || '@example.com', 'c' || i, 'unsubscribe', 'bench', :as_of
-            from generate_series(7, :c, :suppressed_every) i"""), p)
+            from generate_series(cast(:suppressed_start as int), cast(:c as int), cast(:suppressed_every as int)) i"""), p)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("vacuum analyze")
     engine.dispose()

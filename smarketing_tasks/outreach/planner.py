@@ -189,6 +189,10 @@ _SHARE_ASKS = _candidates_insert(f"""
                 from smarketing.orders o
                 where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
             ) repeat where nth >= :share_repeat_orders
+              -- not a repeat buyer who has just told us they are unhappy
+              and not exists (select 1 from smarketing.reviews rv
+                              where rv.customer_id = repeat.customer_id and rv.rating < :share_min_rating
+                                and rv.created_at > :as_of - make_interval(days => :share_review_window))
         ) asks
         where ask_at <= :as_of and ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
           and (kind_source = 'repeat' or review_at > :as_of - make_interval(days => :share_review_window))

@@ -110,21 +110,26 @@ def test_suppression_always_wins(shop):
 
 
 def test_global_cap_reached_on_the_same_day(shop):
+    """Two messages this morning; today a review ask and a share ask fall due: the third goes, the fourth not."""
     shop.customer("c1")
-    shop.message("c1", "share_ask", AS_OF - timedelta(hours=3))
-    shop.message("c1", "thank_you", AS_OF - timedelta(hours=2))
-    shop.order("o1", "c1", delivered_at=AS_OF - timedelta(days=7, hours=2))
-    shop.order("o2", "c1", delivered_at=AS_OF - timedelta(days=7, hours=1), items=[("SKU-2", "Teapot")])
+    shop.message("c1", "thank_you", AS_OF - timedelta(hours=3))
+    shop.message("c1", "thank_you", AS_OF - timedelta(hours=2), order_id="x")
+    shop.order("o1", "c1", delivered_at=AS_OF - timedelta(days=7, hours=1))  # review ask due 11:00 today
+    shop.order("o0", "c1", delivered_at=AS_OF - timedelta(days=60))
+    shop.order("o2", "c1", delivered_at=AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days))
+    shop.review("r2", "o2", "c1", 5, "great", created_at=AS_OF - timedelta(days=2))  # no review ask for o2
+    _plan(shop)
+    asks = {(m.kind, m.order_id): (m.status, m.status_reason) for m in shop.messages() if m.kind != "thank_you"}
+    assert asks[("review_request", "o1")] == ("planned", None)
+    assert asks[("share_ask", "o2")] == ("skipped", "global cap: 3 messages in 30 days")
+    # Exactly 30 days later the morning messages no longer count.
     shop.customer("c2")
-    shop.message("c2", "share_ask", AS_OF - timedelta(days=S.cap_window_days))  # exactly 30 days: no longer counts
-    shop.message("c2", "thank_you", AS_OF - timedelta(days=3))
-    shop.message("c2", "thank_you", AS_OF - timedelta(days=2), order_id="x")
+    shop.message("c2", "thank_you", AS_OF - timedelta(days=S.cap_window_days))
+    shop.message("c2", "thank_you", AS_OF - timedelta(days=3), order_id="y")
+    shop.message("c2", "thank_you", AS_OF - timedelta(days=2), order_id="z")
     shop.order("o3", "c2")
     _plan(shop)
-    by_order = shop.by_order()
-    assert by_order["o1"] == ("planned", None)
-    assert by_order["o2"][0] == "skipped"  # cooldown (same kind) before the cap: both protect the customer
-    assert by_order["o3"] == ("planned", None)
+    assert shop.by_order()["o3"] == ("planned", None)
 
 
 def test_global_cap_counts_across_flows(shop):
@@ -222,6 +227,10 @@ def test_share_ask_for_happy_reviewers_and_repeat_buyers_with_referral_code(shop
     shop.customer("repeat")
     shop.order("p1", "repeat", delivered_at=AS_OF - timedelta(days=60))
     shop.order("p2", "repeat", delivered_at=AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days))
+    shop.customer("unhappy-repeat")
+    shop.order("u1", "unhappy-repeat", delivered_at=AS_OF - timedelta(days=60))
+    shop.order("u2", "unhappy-repeat", delivered_at=AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days))
+    shop.review("ru", "u1", "unhappy-repeat", 2, "broke after a week", created_at=AS_OF - timedelta(days=5))
     shop.customer("no-consent", marketing=False)
     shop.order("n1", "no-consent", delivered_at=AS_OF - timedelta(days=60))
     shop.order("n2", "no-consent", delivered_at=AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days))
