@@ -1,21 +1,24 @@
-"""Send due outbox messages exactly once: claim, re-check, send, record, one message at a time.
+"""Send due outbox messages exactly once: claim, re-check, send, record.
 
 * **Claim** a batch with ``SELECT … FOR UPDATE SKIP LOCKED`` (status ``planned`` → ``sending`` with a
-  lease), so two concurrent senders never take the same message.
+  lease; the claim counts the first attempt), so two concurrent senders never take the same message.
 * **Re-check** before sending: suppression, a review of the order, a return or cancellation since
   planning; and the **staleness guard**: a message whose ``expires_at`` is behind the real clock (a
-  backfill, a long outage) becomes ``expired`` instead of going out late.
-* **Record** each result in its own tiny autocommit statement right after the server accepted the
-  message, retried across lost warehouse connections, so a crash or a dropped connection leaves at most
-  the message in flight unrecorded. That one window (accepted by the server, status not yet written)
-  is unavoidable; its lease runs out, it is sent again with the same ``Message-ID``, which receivers
-  and our own Maildir sink de-duplicate.
+  backfill, a long outage) becomes ``expired`` instead of going out late. SMS wait for 08:00–21:00
+  in the recipient's time zone, judged by the real clock at sending.
+* **Send** over ``connections`` lanes, each with one reused connection per channel (SMTP: one
+  connection per lane for the whole run, where Airflow's ``send_email`` opens one per message).
+* **Record** each result in one small autocommit statement right after the server accepted the
+  message, before the lane sends its next one, retried across lost warehouse connections. So a crash
+  leaves at most the messages in flight (one per lane) accepted but unrecorded. That window is
+  unavoidable without the server's help; the lease runs out, and they are sent again with the same
+  ``Message-ID``, which receivers (and our Maildir sink and demo mailbox) de-duplicate.
 * **Retries**: a transient error (4xx, disconnect, timeout) is retried with exponential backoff; when
-  the channel stays down the rest of the batch goes back to ``planned`` and the caller fails loudly so
-  that Airflow retries later. A permanent error (5xx) fails the message with the reason, and a hard
-  bounce adds the address to the suppression list.
+  the channel stays down the rest of the batch goes back to ``planned`` and ``ChannelDown`` is raised
+  so that Airflow retries the task later. A permanent error (5xx) fails the message with the reason;
+  a hard bounce (550/551/553) adds the address to the suppression list.
 
-The real clock comes in as ``clock`` (the staleness guard is the one rule that needs it); everything
+The real clock comes in as ``clock`` (the staleness guard and the SMS window need it); everything
 else uses the run's logical time ``as_of``.
 """
 
