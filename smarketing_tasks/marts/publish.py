@@ -175,7 +175,7 @@ def _fill_review_signals(conn: sa.Connection, as_of: datetime, settings: MartSet
                quote text, quote_sentiment double precision, title_redacted text) on commit drop""")
     reviews = conn.execute(sa.text(
         """select review_id, rating, title, body, consent_to_publish and rating >= :min_rating
-           from smarketing.reviews where created_at < :as_of"""),
+           from smarketing.reviews where created_at <= :as_of"""),
         {"as_of": as_of, "min_rating": settings.testimonial_min_rating}).all()
     signals = review_signals(reviews, settings.quote_max_chars)
     with raw_cursor(conn) as cur, cur.copy(

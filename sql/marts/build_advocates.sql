@@ -32,7 +32,7 @@ waiting_follow_ups as (
     select distinct customer_id
     from smarketing.follow_ups
     where status in ('open', 'contacted')
-      and created_at < :as_of
+      and created_at <= :as_of
 ),
 
 final as (

@@ -1,5 +1,5 @@
 -- marketing.follow_ups
--- Grain: one row per customer and follow-up reason (the closed loop's work items), opened before the as-of
+-- Grain: one row per customer and follow-up reason (the closed loop's work items), opened up to the as-of
 -- time, with the customer's current score so that sales sees what is at stake.
 -- Parameters: :as_of (timestamptz). Session time zone is UTC. The build redacts contact data from free text.
 
@@ -8,7 +8,7 @@ with
 follow_ups as (
     select *
     from smarketing.follow_ups
-    where created_at < :as_of
+    where created_at <= :as_of
 ),
 
 current_scores as (

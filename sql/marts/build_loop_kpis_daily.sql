@@ -12,23 +12,23 @@ bounds as (
 ),
 
 orders as (
-    select * from smarketing.orders where ordered_at < :as_of
+    select * from smarketing.orders where ordered_at <= :as_of
 ),
 
 sent_messages as (
-    select * from smarketing.outreach_messages where status = 'sent' and sent_at < :as_of
+    select * from smarketing.outreach_messages where status = 'sent' and sent_at <= :as_of
 ),
 
 reviews as (
-    select * from smarketing.reviews where created_at < :as_of
+    select * from smarketing.reviews where created_at <= :as_of
 ),
 
 social_posts as (
-    select * from smarketing.social_posts where posted_at < :as_of
+    select * from smarketing.social_posts where posted_at <= :as_of
 ),
 
 referrals as (
-    select * from smarketing.referrals where redeemed_at < :as_of
+    select * from smarketing.referrals where redeemed_at <= :as_of
 ),
 
 scores as (
@@ -62,7 +62,7 @@ orders_daily as (
 deliveries_daily as (
     select delivered_at::date as day, count(*) as deliveries
     from smarketing.orders
-    where delivered_at < :as_of
+    where delivered_at <= :as_of
     group by 1
 ),
 
@@ -119,7 +119,7 @@ referrals_daily as (
 unsubscribes_daily as (
     select suppressed_at::date as day, count(*) as unsubscribes
     from smarketing.suppressions
-    where reason = 'unsubscribe' and suppressed_at < :as_of
+    where reason = 'unsubscribe' and suppressed_at <= :as_of
     group by 1
 ),
 
@@ -129,21 +129,21 @@ email_events_daily as (
         count(*) filter (where event_type = 'complaint') as complaints,
         count(*) filter (where event_type = 'bounce' and bounce_type = 'hard') as hard_bounces
     from smarketing.email_events
-    where occurred_at < :as_of
+    where occurred_at <= :as_of
     group by 1
 ),
 
 follow_ups_opened_daily as (
     select created_at::date as day, count(*) as follow_ups_opened
     from smarketing.follow_ups
-    where created_at < :as_of
+    where created_at <= :as_of
     group by 1
 ),
 
 follow_ups_closed_daily as (
     select updated_at::date as day, count(*) as follow_ups_closed
     from smarketing.follow_ups
-    where status in ('resolved', 'dismissed') and updated_at < :as_of
+    where status in ('resolved', 'dismissed') and updated_at <= :as_of
     group by 1
 ),
 

@@ -1,5 +1,5 @@
 -- marketing.outreach_funnel
--- Grain: one row per send day (UTC), message kind, channel and template variant, over messages sent before
+-- Grain: one row per send day (UTC), message kind, channel and template variant, over messages sent up to
 -- the as-of time. A message counts as responded when a review, social post or referral is attributed to it
 -- (their message_id); the response rate is over delivered messages, with a Wilson score interval
 -- (z for :confidence, both passed in by the build).
@@ -11,7 +11,7 @@ sent_messages as (
     select message_id, kind, channel, template_variant, sent_at::date as day
     from smarketing.outreach_messages
     where status = 'sent'
-      and sent_at < :as_of
+      and sent_at <= :as_of
 ),
 
 message_events as (
@@ -24,22 +24,22 @@ message_events as (
         bool_or(event_type = 'complaint') as complained
     from smarketing.email_events
     where message_id is not null
-      and occurred_at < :as_of
+      and occurred_at <= :as_of
     group by message_id
 ),
 
 responses as (
     select message_id, 'review' as response_kind
     from smarketing.reviews
-    where message_id is not null and created_at < :as_of
+    where message_id is not null and created_at <= :as_of
     union all
     select message_id, 'social_post'
     from smarketing.social_posts
-    where message_id is not null and posted_at < :as_of
+    where message_id is not null and posted_at <= :as_of
     union all
     select message_id, 'referral'
     from smarketing.referrals
-    where message_id is not null and redeemed_at < :as_of
+    where message_id is not null and redeemed_at <= :as_of
 ),
 
 message_responses as (

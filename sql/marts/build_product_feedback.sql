@@ -1,6 +1,6 @@
 -- marketing.product_feedback
--- Grain: one row per product (sku) that was sold in an order placed before the as-of time or named by a
--- review written before it. Reviews without a sku (about the whole order) are not counted here.
+-- Grain: one row per product (sku) that was sold in an order placed up to the as-of time or named by a
+-- review written by then. Reviews without a sku (about the whole order) are not counted here.
 -- Parameters: :as_of (timestamptz), :min_rating (smallint, testimonials' floor). Uses pg_temp.review_signals.
 
 with
@@ -9,7 +9,7 @@ lines as (
     select items.*, orders.ordered_at
     from smarketing.order_items as items
     join smarketing.orders as orders on orders.order_id = items.order_id
-    where orders.ordered_at < :as_of
+    where orders.ordered_at <= :as_of
 ),
 
 sales as (
@@ -35,7 +35,7 @@ reviews as (
             and signals.quote is not null and signals.quote_sentiment > 0) as is_testimonial
     from smarketing.reviews as reviews
     join pg_temp.review_signals as signals on signals.review_id = reviews.review_id
-    where reviews.created_at < :as_of
+    where reviews.created_at <= :as_of
       and reviews.sku is not null
 ),
 

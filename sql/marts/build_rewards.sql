@@ -8,7 +8,7 @@ with
 rewards as (
     select *
     from smarketing.rewards
-    where issued_at < :as_of
+    where issued_at <= :as_of
 ),
 
 final as (

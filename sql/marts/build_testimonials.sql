@@ -10,7 +10,7 @@ consented_reviews as (
     select *
     from smarketing.reviews
     where consent_to_publish
-      and created_at < :as_of
+      and created_at <= :as_of
       and rating >= :min_rating
 ),
 

@@ -1,6 +1,6 @@
 """A small known data set in the core tables, written so that every mart number can be checked by hand.
 
-The build runs as of AS_OF (2026-11-22 00:00 UTC); rows dated later must not reach any mart. The comments
+The build runs as of AS_OF (2026-11-22 00:00 UTC); rows dated later must not reach any mart (rows stamped exactly AS_OF do: the run writes some itself). The comments
 say what each row is for; tests/smarketing_tasks/marts/test_marts.py derives its expectations from them.
 """
 

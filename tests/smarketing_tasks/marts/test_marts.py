@@ -124,7 +124,7 @@ def test_product_feedback_reconciles_with_sales_and_reviews(known_marts):
         select i.sku, count(distinct i.order_id) as orders_count, sum(i.quantity) as units,
                sum(i.quantity * i.unit_price) as revenue
         from smarketing.order_items i join smarketing.orders o using (order_id)
-        where o.ordered_at < timestamptz '2026-11-22 00:00+00' group by i.sku""")}
+        where o.ordered_at <= timestamptz '2026-11-22 00:00+00' group by i.sku""")}
     for sku, product in products.items():
         assert (product["orders_count"], product["units_sold"], product["revenue"]) == (
             core[sku]["orders_count"], core[sku]["units"], core[sku]["revenue"])
@@ -152,8 +152,8 @@ def test_loop_kpis_daily_covers_every_day_and_reconciles_with_the_core_tables(kn
     assert (total("unsubscribes"), total("complaints"), total("hard_bounces")) == (1, 1, 1)
     assert (total("follow_ups_opened"), total("follow_ups_closed")) == (3, 1)
     [core] = rows(known_marts, """select
-        (select count(*) from smarketing.orders where ordered_at < timestamptz '2026-11-22 00:00+00') as purchases,
-        (select count(*) from smarketing.reviews where created_at < timestamptz '2026-11-22 00:00+00') as reviews""")
+        (select count(*) from smarketing.orders where ordered_at <= timestamptz '2026-11-22 00:00+00') as purchases,
+        (select count(*) from smarketing.reviews where created_at <= timestamptz '2026-11-22 00:00+00') as reviews""")
     assert (total("purchases"), total("reviews_received")) == (core["purchases"], core["reviews"])
 
     # both requests of 11-10 and of 11-11 were answered by a review of their order (m3's via its reminder)
@@ -206,7 +206,7 @@ def test_rewards_group_each_customers_rewards_by_reason(known_marts):
     assert (referral["rewards_count"], referral["reward_code"], referral["reward_codes"]) == (2, "RW-3", "RW-1,RW-3")
     assert referral["first_issued_at"] < referral["issued_at"]
     [core] = rows(known_marts, "select count(*) as n from smarketing.rewards "
-                               "where issued_at < timestamptz '2026-11-22 00:00+00'")
+                               "where issued_at <= timestamptz '2026-11-22 00:00+00'")
     assert sum(r["rewards_count"] for r in rewards.values()) == core["n"]
 
 

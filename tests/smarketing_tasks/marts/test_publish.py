@@ -200,3 +200,18 @@ def test_the_data_dictionary_is_generated_from_the_catalog():
         assert f"## `marketing.{mart.name}`" in text and mart.grain in text and mart.example_sql in text
         for column in mart.columns:
             assert f"| `{column.name}` | {column.type} |" in text
+
+
+def test_rows_the_run_itself_stamps_with_its_time_are_included(published):
+    """Scoring stamps follow-ups (and rewards) with the run's time, the very as-of of the marts built after it."""
+    with published.begin() as conn:
+        conn.execute(sa.text("""insert into smarketing.follow_ups (customer_id, reason, priority, owner_team,
+                                    suggested_questions, created_at, updated_at)
+                                values ('c1', 'at_risk', 2, 'sales', 'How are you?', :t, :t)"""), {"t": AS_OF})
+    publish_marts(published, AS_OF)
+    with published.connect() as conn:
+        waiting = conn.execute(sa.text("select days_waiting from marketing.follow_ups "
+                                       "where customer_id = 'c1' and reason = 'at_risk'")).scalar()
+        flagged = conn.execute(sa.text("select has_open_follow_up from marketing.advocates "
+                                       "where customer_id = 'c1'")).scalar()
+    assert waiting == 0 and flagged
