@@ -163,6 +163,19 @@ def generate(url: str, customers: int, seed: int = 6) -> dict[str, int]:
             "referrals": n_referrals, "nps_answers": n_nps}
 
 
+def _counts(url: str) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {t: conn.execute(sa.text(f"select count(*) from smarketing.{t}")).scalar()
+                  for t in ("customers", "orders", "reviews", "social_posts", "referrals", "nps_answers")}
+    engine.dispose()
+    return counts
+
+
 def _usage() -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"peak_rss": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
@@ -232,6 +245,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: embedded)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated databases (bench_scoring_<N>)")
+    parser.add_argument("--reuse", action="store_true", help="reuse kept databases instead of generating again")
     args = parser.parse_args()
 
     from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
@@ -246,18 +261,23 @@ def main() -> int:
     results = []
     for n in args.customers:
         name = f"bench_scoring_{n}"
-        drop_database(admin, name)
-        ensure_database(admin, name)
         url = with_database(admin, name)
-        migrate(make_engine(url))
-        started = time.perf_counter()
-        counts = _in_child(generate, url, n)  # generation's memory stays out of the measured steps
-        print(f"generated {counts} in {time.perf_counter() - started:.0f}s", flush=True)
+        if args.reuse and not ensure_database(admin, name):
+            counts = _counts(url)
+            print(f"reusing {name}: {counts}", flush=True)
+        else:
+            drop_database(admin, name)
+            ensure_database(admin, name)
+            migrate(make_engine(url))
+            started = time.perf_counter()
+            counts = _in_child(generate, url, n)  # generation's memory stays out of the measured steps
+            print(f"generated {counts} in {time.perf_counter() - started:.0f}s", flush=True)
         result = {**counts, "workers": args.workers, "partitions": args.partitions,
                   **run(url, args.partitions, args.workers)}
         print(json.dumps(result), flush=True)
         results.append(result)
-        drop_database(admin, name)
+        if not args.keep:
+            drop_database(admin, name)
     if len(results) > 1:
         small, large = results[0], results[-1]
         ratio = (large["total_s"] / small["total_s"]) / (large["customers"] / small["customers"])

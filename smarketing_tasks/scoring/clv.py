@@ -95,7 +95,7 @@ def fit_bgnbd(x, t_x, T, weight=None, initial: tuple[float, float, float, float]
     bounds = [(-12.0, 12.0)] * 4
     first = optimize.minimize(objective, np.log(np.asarray(initial)), method="L-BFGS-B", bounds=bounds)
     polished = optimize.minimize(objective, first.x, method="Nelder-Mead", bounds=bounds,
-                                 options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 1000})
+                                 options={"xatol": 1e-6, "fatol": 1e-10, "maxfev": 400})
     best = polished if polished.fun <= first.fun else first
     r, alpha, a, b = np.exp(best.x)
     return BgNbdParams(float(r), float(alpha), float(a), float(b), log_likelihood=float(-best.fun * total),
@@ -172,7 +172,7 @@ def fit_gamma_gamma(x, mean_value, initial: tuple[float, float, float] = (1.0, 1
     bounds = [(-12.0, 12.0)] * 3
     first = optimize.minimize(objective, np.log(np.asarray(initial)), method="L-BFGS-B", bounds=bounds)
     polished = optimize.minimize(objective, first.x, method="Nelder-Mead", bounds=bounds,
-                                 options={"xatol": 1e-8, "fatol": 1e-11, "maxfev": 1000})
+                                 options={"xatol": 1e-8, "fatol": 1e-11, "maxfev": 400})
     result = polished if polished.fun <= first.fun else first
     p, q, gamma = np.exp(result.x)
     ll = float(-result.fun * len(x) - (len(x) * np.log(scale)))  # the likelihood of the unscaled values

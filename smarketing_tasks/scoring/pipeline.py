@@ -36,15 +36,7 @@ insert into smarketing.score_inputs (
     x, t_x_days, T_days, mean_repeat_value, rfm_r, rfm_f, rfm_m, reviews_count, last_rating, review_text,
     review_language, review_age_days, nps_score, nps_comment, nps_age_days, social_posts_count, social_reach,
     post_text, referrals_count, referral_revenue, complaints_count)
-with people as (
-    select customer_id from smarketing.customers where created_at is null or created_at <= :as_of
-    union select customer_id from smarketing.orders where ordered_at <= :as_of
-    union select customer_id from smarketing.reviews where customer_id is not null and created_at <= :as_of
-    union select customer_id from smarketing.social_posts where customer_id is not null and posted_at <= :as_of
-    union select referrer_customer_id from smarketing.referrals where redeemed_at <= :as_of
-    union select customer_id from smarketing.nps_answers where answered_at <= :as_of
-),
-valid_orders as (
+with valid_orders as (
     select customer_id, ordered_at, total_amount::float8 as amount, status,
            (ordered_at at time zone 'UTC')::date as day,
            row_number() over (by_customer order by ordered_at desc, order_id desc) as newest,
@@ -106,6 +98,14 @@ referral_agg as (
 complaints as (
     select customer_id, count(*) as complaints from smarketing.email_events
     where customer_id is not null and event_type = 'complaint' and occurred_at <= :as_of group by 1
+),
+people as (   -- everyone known by "now": union of already aggregated (small) sets, not of raw rows
+    select customer_id from smarketing.customers where created_at is null or created_at <= :as_of
+    union select customer_id from orders_agg
+    union select customer_id from review_counts
+    union select customer_id from post_counts
+    union select customer_id from referral_agg
+    union select customer_id from last_nps
 )
 select :score_date, mod(hashtext(p.customer_id)::bigint + 2147483648, :partitions)::integer, p.customer_id,
        coalesce(o.orders_count, 0), coalesce(o.lifetime_value, 0), o.recency_days,

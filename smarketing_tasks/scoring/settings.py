@@ -31,7 +31,7 @@ class ScoringSettings:
     value_horizon_days: int = 90  # expected purchases / value over the next N days
     clv_time_unit_days: float = 7.0  # BG/NBD is fitted in weeks, as in Fader, Hardie & Lee (2005)
     min_customers_for_fit: int = 50  # fewer customers (or repeat buyers) than this: documented fallbacks
-    fit_sample_customers: int = 20_000  # above this many buyers the model is fitted on a fixed hash sample
+    fit_sample_customers: int = 10_000  # above this many buyers the model is fitted on a fixed hash sample
     at_risk_p_alive: float = 0.35  # a repeat buyer whose P(active) fell below this is at risk
     at_risk_min_orders: int = 2  # ... if they bought at least this often (one-time buyers are just quiet)
 
