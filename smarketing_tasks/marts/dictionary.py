@@ -27,6 +27,9 @@ SETTING_NOTES = {
     "quote_max_chars": "Longest testimonial quote, in characters.",
     "publish_lock_timeout_seconds": "How long publishing waits for running BI queries before it gives up "
                                     "(the previous version then stays).",
+    "report_recipients": "Comma-separated staff addresses that get the HTML report by email after each scoring "
+                         "run (empty: written to disk only).",
+    "report_from": "Sender address of the report email.",
 }
 
 INTRO = """\

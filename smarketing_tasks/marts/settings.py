@@ -23,3 +23,8 @@ class MartSettings:
     quote_max_chars: int = 160
     # Publishing waits at most this long for readers' locks before failing (the last good version stays).
     publish_lock_timeout_seconds: int = 30
+    # Who gets the HTML report by email after each scoring run: comma-separated addresses of marketing and
+    # sales staff (not customers); empty = the report is only written to <SMARKETING_DATA_DIR>/reports.
+    report_recipients: str = ""
+    # Sender of that email (the smarketing_smtp connection's from_email wins when it sets one).
+    report_from: str = "smarketing-loop@localhost"

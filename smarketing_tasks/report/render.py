@@ -249,4 +249,4 @@ def _page(as_of: datetime, headline: Headline | None, figures: list[charts.Chart
         parts.append(_tiles(headline))
     parts += [f.html() for f in figures]
     parts += [waiting_table, quotes, f"<script>{SELF_CHECK}</script>", "</body></html>"]
-    return "\n".join(p for p in parts if p)
+    return "\n".join(p for p in parts if p) + "\n"
