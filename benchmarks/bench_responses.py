@@ -1,6 +1,6 @@
 """Benchmark: response ingestion (reviews with langdetect, posts, events with suppression, referrals).
 
-    .venv/bin/python benchmarks/bench_responses.py --reviews 100000 --customers 50000
+    .venv/bin/python benchmarks/bench_responses.py --reviews 100000 --customers 50000 [--language-processes 2]
 
 Builds a shop with N reviews, N/2 posts and N email events for a warehouse of customers with sent asks,
 then times each dataset through ``ingest_responses`` (the DAG's code), a rerun of the same interval
@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reviews", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--language-processes", type=int, default=1)
     parser.add_argument("--pg-url")
     args = parser.parse_args()
 
@@ -122,7 +123,8 @@ def main() -> None:
     figures: dict = {"reviews": args.reviews, "customers": args.customers,
                      "build_seconds": round(time.perf_counter() - started, 1)}
     until = T0 + timedelta(days=15)
-    settings = ResponsesSettings()
+    settings = ResponsesSettings(language_processes=args.language_processes)
+    figures["language_processes"] = args.language_processes
     source = ResponseSqlSource(shop)
     for run in ("first", "rerun"):
         for dataset in ("reviews", "social_posts", "email_events"):

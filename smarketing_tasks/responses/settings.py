@@ -20,6 +20,8 @@ class ResponsesSettings:
     untyped_bounce_is_hard: bool = True
     # langdetect needs some letters to be right; shorter texts get language null ("Good." is not a language)
     min_language_letters: int = 20
+    # processes for language detection in big batches (pure-Python langdetect: ~300-1,000 texts/s per core)
+    language_processes: int = 1
     # fail the run when more of a dataset's rows than this are quarantined ...
     max_quarantine_share: float = 0.2
     # ... and it read at least this many rows (an hour with three reviews, one bad, is not a broken source)

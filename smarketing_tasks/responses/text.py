@@ -66,3 +66,18 @@ def detect_language(text: str | None, min_letters: int = 20) -> str | None:
     if best.prob < 0.8:
         return None
     return best.lang.split("-")[0]
+
+
+def detect_languages(texts: list[str], min_letters: int = 20, processes: int = 1) -> list[str | None]:
+    """``detect_language`` for many texts; with ``processes`` > 1 and many texts, on that many cores.
+
+    langdetect is pure Python (a few hundred texts per second per core), so large backfills spread
+    over processes; the answers are the same either way (the detector is seeded).
+    """
+    if processes <= 1 or len(texts) < 2_000:
+        return [detect_language(t, min_letters) for t in texts]
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        return list(pool.map(partial(detect_language, min_letters=min_letters), texts, chunksize=500))

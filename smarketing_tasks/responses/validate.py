@@ -23,7 +23,7 @@ from smarketing_tasks.ingest.validate import (
 )
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.sources import response_columns
-from smarketing_tasks.responses.text import clean_text, detect_language
+from smarketing_tasks.responses.text import clean_text, detect_languages
 from smarketing_tasks.schema import CHANGE_COLUMN, KEY_COLUMNS
 from smarketing_tasks.sources.export_files import SOURCE_ERROR
 from smarketing_tasks.tokens import InvalidToken, Purpose, verify
@@ -164,9 +164,9 @@ def _review_rules(frame, typed, problems: _Problems, settings: ResponsesSettings
     given = frame["language"].astype("string").str.strip().str.lower().str.slice(0, 2)
     given = _objects(given.where(given.str.fullmatch(LANGUAGE_CODE).fillna(False), None))
     text = (typed["title"].fillna("") + "\n" + typed["body"].fillna("")).str.strip()
-    detected = [g if g is not None else detect_language(t, settings.min_language_letters)
-                for g, t in zip(given, text, strict=True)]
-    detected = pd.Series(detected, index=frame.index, dtype=object)
+    wanted = [t for g, t in zip(given, text, strict=True) if g is None]
+    found = iter(detect_languages(wanted, settings.min_language_letters, settings.language_processes))
+    detected = pd.Series([g if g is not None else next(found) for g in given], index=frame.index, dtype=object)
     has_given = given.notna()
     typed["language"] = detected
     typed["language_source"] = pd.Series("undetermined", index=frame.index, dtype=object)

@@ -6,7 +6,7 @@ import pytest
 
 from smarketing_tasks.ingest.report import QuarantineThresholdExceeded
 from smarketing_tasks.responses.pipeline import check_quarantine_shares
-from smarketing_tasks.responses.text import clean_text, detect_language
+from smarketing_tasks.responses.text import clean_text, detect_language, detect_languages
 
 
 @pytest.mark.parametrize(("raw", "clean"), [
@@ -42,3 +42,9 @@ def test_quarantine_threshold_counts_only_runs_big_enough_to_judge():
     check_quarantine_shares([small], max_share=0.2, min_rows=100)
     with pytest.raises(QuarantineThresholdExceeded, match="reviews from shop"):
         check_quarantine_shares([small, big], max_share=0.2, min_rows=100)
+
+
+def test_languages_on_several_processes_match_one():
+    texts = ["Absolutely love this tee, the fabric is soft.", "Sehr schönes Shirt, angenehmer Stoff.",
+             "Très bonne qualité, livraison rapide.", "Good."] * 600
+    assert detect_languages(texts, processes=2) == detect_languages(texts, processes=1)
