@@ -215,3 +215,28 @@ def test_rows_the_run_itself_stamps_with_its_time_are_included(published):
         flagged = conn.execute(sa.text("select has_open_follow_up from marketing.advocates "
                                        "where customer_id = 'c1'")).scalar()
     assert waiting == 0 and flagged
+
+
+def test_concurrent_publishers_take_turns(published):
+    """A backfill and a scheduled run publishing at once: the advisory lock serialises them; both succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(publish_marts, published, AS_OF + timedelta(days=d)) for d in (1, 2)]
+        results = [run.result(timeout=120) for run in runs]
+    assert all(r["rows"]["loop_kpis_daily"] in (22, 23) for r in results)
+    assert fingerprints(published)["loop_kpis_daily"][0] in (22, 23)  # one whole version, whichever came last
+
+
+def test_a_long_bi_query_makes_the_swap_give_up_and_keeps_the_old_version(published):
+    before = fingerprints(published)
+    with published.connect() as reader:
+        reader.exec_driver_sql(f"set role {BI_ROLE}")
+        reader.exec_driver_sql("select count(*) from marketing.advocates")  # holds its lock until commit
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            publish_marts(published, AS_OF + timedelta(days=1), MartSettings(publish_lock_timeout_seconds=1))
+        reader.rollback()
+        reader.exec_driver_sql("reset role")
+    assert fingerprints(published) == before
+    publish_marts(published, AS_OF + timedelta(days=1))
+    assert fingerprints(published)["loop_kpis_daily"][0] == 22
