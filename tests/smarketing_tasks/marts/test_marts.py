@@ -218,3 +218,25 @@ def test_each_example_query_of_the_data_dictionary_runs_as_the_bi_role(known_mar
         conn.exec_driver_sql(f"set local role {BI_ROLE}")
         result = conn.execute(sa.text(mart.example_sql))
         assert result.keys()
+
+
+def test_outreach_variants_sum_the_funnel_and_name_the_leader(known_marts):
+    from scipy.stats import binomtest
+
+    variants = by(known_marts, "outreach_variants", "kind", "channel", "template_variant")
+    assert set(variants) == {("review_request", "email", "A"), ("review_request", "email", "B"),
+                             ("review_reminder", "email", "A"), ("share_ask", "email", "A")}
+    [funnel] = rows(known_marts, "select sum(sent) as sent, sum(delivered) as delivered, sum(responded) as responded "
+                                 "from marketing.outreach_funnel")
+    for column in ("sent", "delivered", "responded"):
+        assert sum(v[column] for v in variants.values()) == funnel[column]
+    a, b = variants["review_request", "email", "A"], variants["review_request", "email", "B"]
+    assert (a["delivered"], a["responded"], b["delivered"], b["responded"]) == (2, 1, 1, 1)  # m4 bounced
+    assert (a["first_sent_on"], a["last_sent_on"]) == (date(2026, 11, 10), date(2026, 11, 11))
+    assert (a["delivered_30d"], a["responded_30d"]) == (2, 1)  # every send is within 30 days of the build
+    interval = binomtest(1, 2).proportion_ci(0.95, method="wilson")
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(interval.low), pytest.approx(interval.high))
+    assert (a["ci_low_30d"], a["ci_high_30d"]) == (pytest.approx(interval.low), pytest.approx(interval.high))
+    # B leads with 1 of 1, but A's interval (0.09-0.91) overlaps B's (0.21-1): not clearly behind
+    assert (b["is_leader"], a["is_leader"], a["leader_variant"]) == (True, False, "B")
+    assert not any(v["is_clearly_behind"] for v in variants.values())

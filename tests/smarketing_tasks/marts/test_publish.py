@@ -240,3 +240,18 @@ def test_a_long_bi_query_makes_the_swap_give_up_and_keeps_the_old_version(publis
     assert fingerprints(published) == before
     publish_marts(published, AS_OF + timedelta(days=1))
     assert fingerprints(published)["loop_kpis_daily"][0] == 22
+
+
+def test_a_variant_is_clearly_behind_only_when_its_interval_lies_below_the_leaders(published):
+    with published.begin() as conn:  # 40 delivered review requests of variant C on 11-18, none answered
+        conn.execute(sa.text("""
+            insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind,
+                channel, template_variant, status, due_at, expires_at, planned_at, sent_at)
+            select 'c-' || i, 'c-' || i, 'c4', null, 'review_request', 'email', 'C', 'sent', t, t, t, t
+            from generate_series(1, 40) as i, (select timestamptz '2026-11-18 09:00+00' as t) as at"""))
+    publish_marts(published, AS_OF)
+    with published.connect() as conn:
+        verdict = {r.template_variant: (r.delivered, r.ci_high, r.is_clearly_behind) for r in conn.execute(sa.text(
+            "select * from marketing.outreach_variants where kind = 'review_request'"))}
+    assert verdict["C"][0] == 40 and verdict["C"][1] < 0.2065  # Wilson upper bound of 0/40 under B's lower bound
+    assert verdict["C"][2] and not verdict["A"][2] and not verdict["B"][2]
