@@ -178,12 +178,10 @@ def cmd_publish_marts(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the self-contained HTML report from the published marts."""
-    from smarketing_tasks.config import load
     from smarketing_tasks.db import make_engine
-    from smarketing_tasks.marts import MartSettings
     from smarketing_tasks.report import write_report
 
-    say(str(write_report(make_engine(args.url), Path(args.out_dir), _when(args.as_of), load(MartSettings, os.environ))))
+    say(str(write_report(make_engine(args.url), Path(args.out_dir), _when(args.as_of))))
     return 0
 
 

@@ -30,12 +30,15 @@ class Headline:
 
 
 def marts_published(engine: sa.Engine) -> bool:
+    """True when every mart of the catalog exists in schema marketing (an older code version may lack some)."""
+    from smarketing_tasks.marts.catalog import load_catalog
+
+    names = [mart.name for mart in load_catalog()]
     with engine.connect() as conn:
-        return bool(conn.execute(sa.text(
-            "select to_regclass('marketing.advocates') is not null and to_regclass('marketing.follow_ups') is not null"
-            " and to_regclass('marketing.loop_kpis_daily') is not null"
-            " and to_regclass('marketing.outreach_funnel') is not null"
-            " and to_regclass('marketing.testimonials') is not null")).scalar())
+        missing = conn.execute(sa.text(
+            "select count(*) from unnest(cast(:names as text[])) as name "
+            "where to_regclass('marketing.' || name) is null"), {"names": names}).scalar()
+    return missing == 0
 
 
 def headline_numbers(engine: sa.Engine) -> Headline | None:

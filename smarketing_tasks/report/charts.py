@@ -16,6 +16,8 @@ SEGMENT_COLORS = {
 }
 PRIORITY_COLORS = {1: "#b2182b", 2: "#ef8a62", 3: "#fddbc7", 4: "#d1e5f0", 5: "#67a9cf"}
 ACCENT = "#2166ac"
+LEADER = "#1b7837"
+BEHIND = "#b2182b"
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,13 @@ def stacked_columns(chart_id: str, title: str, caption: str, columns: Sequence[t
 
 
 def interval_rows(chart_id: str, title: str, caption: str,
-                  rows: Sequence[tuple[str, float, float, float, str]], empty_text: str) -> Chart:
+                  rows: Sequence[tuple[str, float, float, float, str, str]], empty_text: str) -> Chart:
     """One row per item: a dot at the rate and a line across its confidence interval (0-100 % axis).
 
-    ``rows`` are (label, rate, low, high, note)."""
+    ``rows`` are (label, rate, low, high, note, color)."""
     if not rows:
         return Chart(chart_id, title, caption, "", 0, empty_text)
-    left, right, row_height, top = 250, 90, 26, 30
+    left, right, row_height, top = 210, 190, 26, 30
     height = top + row_height * len(rows) + 30
     span = WIDTH - left - right
 
@@ -121,14 +123,14 @@ def interval_rows(chart_id: str, title: str, caption: str,
                        f'y2="{height - 24}" stroke="#ddd"/>')
         content.append(_text(x_of(tick), height - 8, f"{tick:.0%}", "middle"))
     marks = 0
-    for i, (label, rate, low, high, note) in enumerate(rows):
+    for i, (label, rate, low, high, note, color) in enumerate(rows):
         y = top + i * row_height + row_height / 2
         tip = f"{label}: {rate:.1%} (interval {low:.1%}–{high:.1%}), {note}"
         content.append(_text(left - 10, y + 4, label, "end"))
         content.append(f'<line class="mark" x1="{x_of(low):.1f}" y1="{y:.1f}" x2="{x_of(high):.1f}" y2="{y:.1f}" '
-                       f'stroke="{ACCENT}" stroke-width="3"><title>{escape(tip)}</title></line>')
+                       f'stroke="{color}" stroke-width="3"><title>{escape(tip)}</title></line>')
         content.append(f'<circle class="mark" cx="{x_of(rate):.1f}" cy="{y:.1f}" r="5" fill="#fff" '
-                       f'stroke="{ACCENT}" stroke-width="2"><title>{escape(tip)}</title></circle>')
+                       f'stroke="{color}" stroke-width="2"><title>{escape(tip)}</title></circle>')
         content.append(_text(WIDTH - right + 8, y + 4, note))
         marks += 2
     return Chart(chart_id, title, caption, _svg(height, content, title), marks)

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 from pathlib import Path
-from statistics import NormalDist
 
 import sqlalchemy as sa
 
 from smarketing_tasks.marts.headline import Headline, headline_numbers
-from smarketing_tasks.marts.settings import MartSettings
 from smarketing_tasks.report import charts
 
-FUNNEL_DAYS = 90  # the funnel chart sums the last this many days of sends
+FUNNEL_DAYS = 30  # the funnel chart shows outreach_variants' 30-day columns
 TOP_PRODUCTS = 12
 TOP_FOLLOW_UPS = 10
 
@@ -29,14 +27,14 @@ def report_path(out_dir: Path, as_of: datetime) -> Path:
     return Path(out_dir) / f"smarketing-report-{as_of:%Y-%m-%d}.html"
 
 
-def write_report(engine: sa.Engine, out_dir: Path, as_of: datetime, settings: MartSettings | None = None) -> Path:
+def write_report(engine: sa.Engine, out_dir: Path, as_of: datetime) -> Path:
     """Render the report from the published marts into ``out_dir``; returns the file's path.
 
     Written to a temporary file and renamed, so a reader (or a mailer) never picks up half a report.
     """
     path = report_path(out_dir, as_of)
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = render_report(engine, as_of, settings)
+    html = render_report(engine, as_of)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".html")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write(html)
@@ -45,25 +43,16 @@ def write_report(engine: sa.Engine, out_dir: Path, as_of: datetime, settings: Ma
     return path
 
 
-def wilson(responded: int, delivered: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of responded / delivered (the same formula as marketing.outreach_funnel)."""
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = responded / delivered
-    center = (p + z * z / (2 * delivered)) / (1 + z * z / delivered)
-    half = z / (1 + z * z / delivered) * (p * (1 - p) / delivered + z * z / (4 * delivered ** 2)) ** 0.5
-    return max(0.0, center - half), min(1.0, center + half)
-
-
-def render_report(engine: sa.Engine, as_of: datetime, settings: MartSettings | None = None) -> str:
-    settings = settings or MartSettings()
+def render_report(engine: sa.Engine, as_of: datetime) -> str:
     headline = headline_numbers(engine)
     if headline is None:
-        return _page(as_of, None, [], "", "", "The marts have not been published yet: run the smarketing_score DAG.")
+        return _page(as_of, None, [], "", "", "The marts have not (all) been published yet: run the "
+                     "smarketing_score DAG or `smarketing publish-marts`.")
     with engine.connect() as conn:
         figures = [
             _score_distribution(conn),
             _segments_over_time(conn),
-            _funnel_by_variant(conn, as_of, settings.funnel_confidence),
+            _funnel_by_variant(conn),
             _product_feedback(conn),
             _follow_ups_waiting(conn),
         ]
@@ -97,23 +86,26 @@ def _segments_over_time(conn: sa.Connection) -> charts.Chart:
                                   "No scoring run yet.")
 
 
-def _funnel_by_variant(conn: sa.Connection, as_of: datetime, confidence: float) -> charts.Chart:
-    totals = conn.execute(sa.text("""
-        select kind, channel, template_variant, sum(delivered) as delivered, sum(responded) as responded
-        from marketing.outreach_funnel
-        where day >= :since
-        group by 1, 2, 3 having sum(delivered) > 0
-        order by 1, 2, 3 limit 24"""), {"since": (as_of - timedelta(days=FUNNEL_DAYS)).date()}).all()
+def _funnel_by_variant(conn: sa.Connection) -> charts.Chart:
+    variants = conn.execute(sa.text("""
+        select kind, channel, template_variant, delivered_30d, responded_30d, response_rate_30d, ci_low_30d,
+               ci_high_30d, is_leader, is_clearly_behind, confidence_level
+        from marketing.outreach_variants
+        where delivered_30d > 0
+        order by kind, channel, template_variant limit 24""")).all()
     rows = []
-    for t in totals:
-        low, high = wilson(int(t.responded), int(t.delivered), confidence)
-        rows.append((f"{t.kind.replace('_', ' ')} · {t.channel} · {t.template_variant}",
-                     int(t.responded) / int(t.delivered), low, high, f"{int(t.responded):,} of {int(t.delivered):,}"))
+    for v in variants:
+        verdict, color = ((" · leads", charts.LEADER) if v.is_leader
+                          else (" · clearly behind", charts.BEHIND) if v.is_clearly_behind else ("", charts.ACCENT))
+        rows.append((f"{v.kind.replace('_', ' ')} · {v.channel} · {v.template_variant}", v.response_rate_30d,
+                     v.ci_low_30d, v.ci_high_30d, f"{v.responded_30d:,} of {v.delivered_30d:,}{verdict}", color))
+    confidence = variants[0].confidence_level if variants else 0.95
     return charts.interval_rows("funnel-by-variant", "Response rate by message variant",
-                                f"Share of delivered messages answered (review, post or referral) over the last "
+                                f"Share of delivered messages answered (review, post or referral) in the last "
                                 f"{FUNNEL_DAYS} days, with {confidence:.0%} Wilson intervals: variants whose "
-                                f"intervals overlap are not proven different yet. From marketing.outreach_funnel.",
-                                rows, "No messages delivered yet.")
+                                "intervals overlap are not proven different yet. Green: the leader of its kind and channel (all time); "
+                                "red: clearly behind it. From marketing.outreach_variants.",
+                                rows, "No messages delivered in the last 30 days.")
 
 
 def _product_feedback(conn: sa.Connection) -> charts.Chart:

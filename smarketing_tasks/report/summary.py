@@ -22,7 +22,7 @@ def insights_summary(say: Callable[[str], None], warehouse: sa.Engine, data_dir:
     try:
         headline = headline_numbers(warehouse)
         if headline is None:
-            say("  insights: no marts in schema marketing yet (the smarketing_score DAG publishes them)")
+            say("  insights: the marts are not (all) in schema marketing yet (the smarketing_score DAG publishes them)")
             return None
         as_of = datetime.strptime(headline.as_of, "%Y-%m-%d %H:%M").replace(tzinfo=UTC) if headline.as_of else None
         report = report_path(data_dir / "reports", as_of) if as_of else None

