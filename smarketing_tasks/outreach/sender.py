@@ -25,6 +25,7 @@ else uses the run's logical time ``as_of``.
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from psycopg.pq import ExecStatus
 
 from smarketing_tasks.outreach.channels import Channel, ChannelSession, PermanentSendError, SendError
 from smarketing_tasks.outreach.eligibility import in_sms_window, next_sms_slot
@@ -130,6 +132,10 @@ set status = 'sent', sent_at = clock_timestamp(), provider_message_id = :provide
 where message_id = :id and claimed_by = :worker and status = 'sending'
 """
 
+_SENT_PQ = (b"update smarketing.outreach_messages set status = 'sent', sent_at = clock_timestamp(), "
+            b"provider_message_id = $1, status_reason = null, error_kind = null, last_error = null, "
+            b"lease_expires_at = null where message_id = $2 and claimed_by = $3 and status = 'sending'")
+
 _FINISH = """
 update smarketing.outreach_messages
 set status = :status, status_reason = :reason, error_kind = :error_kind, last_error = :error,
@@ -185,8 +191,10 @@ class _Recorder:
     def __init__(self, engine: sa.Engine, attempts: int, sleep: Callable[[float], None]) -> None:
         self.engine, self.attempts, self.sleep = engine, attempts, sleep
         self.conn: sa.Connection | None = None
+        self.pending: dict | None = None  # a ``sent`` write whose reply has not been read yet
 
     def run(self, sql: str, params: Mapping, fetch: bool = False):
+        self.finish_sent()
         for attempt in range(self.attempts):
             try:
                 if self.conn is None:
@@ -202,13 +210,60 @@ class _Recorder:
                     error, sa.exc.OperationalError | sa.exc.InterfaceError)
                 if not lost:
                     raise
-                self.close()
+                self._drop()
                 if attempt == self.attempts - 1:
                     raise
                 self.sleep(min(0.2 * 2 ** attempt, 5.0))
         raise AssertionError("unreachable")
 
+    def record_sent(self, params: Mapping) -> None:
+        """Write ``sent`` without waiting for the reply: the statement is on its way to the server (handed to
+        the kernel) before the lane starts its next message, and its result is read after that message.
+
+        A sender killed meanwhile still has the statement executed and committed: the server reads what
+        reached its socket and commits at the protocol's Sync, before it answers. Any trouble falls back
+        to the synchronous, retried write.
+        """
+        self.finish_sent()
+        try:
+            if self.conn is None:
+                self.run("select 1", {})
+            pgconn = self.conn.connection.dbapi_connection.pgconn
+            pgconn.send_query_params(_SENT_PQ, [str(params["provider_id"]).encode(), str(params["id"]).encode(),
+                                                str(params["worker"]).encode()])
+            while pgconn.flush():
+                select.select([], [pgconn.socket], [], 1.0)
+            self.pending = dict(params)
+        except Exception:  # any trouble on the fast path: the slow path below is retried and idempotent
+            self._drop()
+            self.run(_SENT, params)
+
+    def finish_sent(self) -> None:
+        if self.pending is None:
+            return
+        params, self.pending = self.pending, None
+        try:
+            pgconn = self.conn.connection.dbapi_connection.pgconn
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [], 1.0)
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            while pgconn.get_result() is not None:  # drain to idle so the connection is usable again
+                pass
+            if result is None or result.status != ExecStatus.COMMAND_OK:
+                raise RuntimeError(result.error_message.decode(errors="replace") if result else "no result")
+        except Exception:  # lost connection or error: write it again, synchronously (idempotent)
+            self._drop()
+            self.run(_SENT, params)
+
     def close(self) -> None:
+        try:
+            self.finish_sent()
+        finally:
+            self._drop()
+
+    def _drop(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):  # a dead connection may fail to close; it is gone anyway
                 self.conn.close()
@@ -412,7 +467,7 @@ def _send_one(data: MessageData, attempts_total: int, recorder: _Recorder, sessi
             if error.code is not None and 400 <= error.code < 500 and error.code != 421:
                 return  # the server deferred this recipient only; the channel itself works
             raise _Outage(str(error)) from error
-        recorder.run(_SENT, {**base, "id": data.message_id, "provider_id": provider_id})
+        recorder.record_sent({**base, "id": data.message_id, "provider_id": provider_id})
         report.sent += 1
         if on_sent is not None:
             on_sent(data.message_id)

@@ -34,6 +34,8 @@ def test_outreach_dag_sends_each_message_once_and_emits_outreach_asset(airflow_d
         shop.customer(f"c{i}", marketing=i != 5)
         shop.order(f"o{i}", f"c{i}", delivered_at=now - timedelta(days=7, hours=i))
     shop.suppress("c4@example.com", "unsubscribe")
+    shop.customer("old")
+    shop.order("o-old", "old", delivered_at=now - timedelta(days=37))
 
     with SmtpServer() as server:
         monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_SMTP",
@@ -42,6 +44,8 @@ def test_outreach_dag_sends_each_message_once_and_emits_outreach_asset(airflow_d
         assert first.state == "success"
         rerun = _run(now + timedelta(minutes=1))
         assert rerun.state == "success"
+        backfill = _run(now - timedelta(days=30))  # plans the old order's ask; the real clock expires it
+        assert backfill.state == "success"
 
     received = server.handler.per_message_id()
     with engine.connect() as conn:
@@ -51,6 +55,7 @@ def test_outreach_dag_sends_each_message_once_and_emits_outreach_asset(airflow_d
     assert sorted(r.customer_id for r in rows if r.status == "sent") == ["c0", "c1", "c2", "c3"]
     assert {r.customer_id: r.status_reason for r in rows if r.status == "skipped"} == {
         "c4": "suppressed: unsubscribe", "c5": "no consent"}
+    assert [(r.customer_id, r.status) for r in rows if r.customer_id == "old"] == [("old", "expired")]
     assert set(received) == {r.message_id for r in rows if r.status == "sent"}
     assert set(received.values()) == {1}
 
