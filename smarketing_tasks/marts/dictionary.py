@@ -22,7 +22,7 @@ SETTING_NOTES = {
     "word_of_mouth_reach": "People each unhappy customer tells. Seed 004 says 52, TARP's studies 9-15; the "
                            "default is scoring's, so customers' reasons and the KPI agree (set 12 for TARP's "
                            "middle). Drives `loop_kpis_daily.word_of_mouth_at_risk`.",
-    "funnel_confidence": "Confidence level of the Wilson intervals in `outreach_funnel`.",
+    "funnel_confidence": "Confidence level of the Wilson intervals in `outreach_funnel` and `outreach_variants`.",
     "testimonial_min_rating": "Lowest star rating of a consented review that may become a testimonial.",
     "quote_max_chars": "Longest testimonial quote, in characters.",
     "publish_lock_timeout_seconds": "How long publishing waits for running BI queries before it gives up "
@@ -91,7 +91,8 @@ def render(catalog: list[Mart] | None = None) -> str:
               "`smarketing_settings` (see docs/operations.md).", "",
               "| setting | default | meaning |", "|---|---|---|"]
     for field in dataclasses.fields(MartSettings):
-        parts.append(f"| `{field.name}` | {field.default} | {_cell(SETTING_NOTES.get(field.name, ''))} |")
+        default = f"`{field.default}`" if field.default != "" else "(empty)"
+        parts.append(f"| `{field.name}` | {default} | {_cell(SETTING_NOTES.get(field.name, ''))} |")
     return "\n".join(parts) + "\n"
 
 
