@@ -192,8 +192,11 @@ def test_publish_requires_an_aware_as_of(warehouse):
 
 
 def test_the_data_dictionary_is_generated_from_the_catalog():
-    from smarketing_tasks.marts.dictionary import DICTIONARY_FILE, render
+    import dataclasses
 
+    from smarketing_tasks.marts.dictionary import DICTIONARY_FILE, SETTING_NOTES, render
+
+    assert set(SETTING_NOTES) == {f.name for f in dataclasses.fields(MartSettings)}, "document every setting"
     text = render()
     assert DICTIONARY_FILE.read_text() == text, "run: python -m smarketing_tasks.marts.dictionary --write"
     for mart in CATALOG:
