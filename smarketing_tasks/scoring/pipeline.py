@@ -73,7 +73,9 @@ review_counts as (
 ),
 last_review as (
     select distinct on (customer_id) customer_id, rating, language, created_at,
-           nullif(concat_ws('. ', nullif(btrim(title), ''), nullif(btrim(body), '')), '') as text
+           case when lower(btrim(title, ' .!')) = lower(btrim(body, ' .!'))   -- "Good" / "Good.": say it once
+                then nullif(btrim(body), '')
+                else nullif(concat_ws('. ', nullif(btrim(title, ' .'), ''), nullif(btrim(body), '')), '') end as text
     from smarketing.reviews where customer_id is not null and created_at <= :as_of
     order by customer_id, created_at desc, review_id desc
 ),

@@ -99,7 +99,8 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     - clearly negative words (VADER compound <= negative_compound) or a detractor level: detractor;
     - a passive level (3-4 stars, NPS 7-8) with neutral, faint or no words: lukewarm;
     - a promoter level (5 stars, NPS 9-10) with faint words ("Good.", "ok"): lukewarm, not a promoter.
-    A passive level with non-English words is lukewarm on the level alone and flagged for a human reader.
+    Non-English words are not scored: short ones on a passive level count as lukewarm, longer ones are only
+    flagged for a human reader (they may be glowing).
     """
     rules = settings.text_rules()
     nps = _num(frame, "nps_score")
@@ -122,7 +123,10 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     has_text = analysed["words"].to_numpy() > 0
     negative = scored & (compound <= rules.negative_compound)
     detractor = (level == "detractor") | negative
-    neutral = ~has_text | ~scored | (compound < rules.strong_compound) | faint
+    # Words we cannot read (another language) count as neutral only when short ("Gut."); a longer text
+    # in German may be glowing, so it is flagged for a human instead of being called lukewarm.
+    short = analysed["words"].to_numpy() <= rules.short_words
+    neutral = ~has_text | (~scored & short) | (scored & ((compound < rules.strong_compound) | faint))
     lukewarm = ~detractor & (((level == "passive") & neutral) | ((level == "promoter") & scored & faint))
     nps_class = np.where(detractor & (level != ""), "detractor",
                          np.where(lukewarm, "passive", level))

@@ -80,6 +80,9 @@ def test_non_english_text_is_flagged_not_scored():
     assert pd.isna(result.feedback_compound)
     assert not result.is_lukewarm  # VADER's 0.0 on German must not read as "neutral words"
     assert result.nps_class == "promoter"
+    # On a passive level, a long foreign text may be glowing: flagged, not lukewarm; a short one is lukewarm.
+    assert not _feedback(4, "Super Qualität, passt perfekt und kam schnell an.").is_lukewarm
+    assert _feedback(4, "Gut.", language="de").is_lukewarm
     # A language the source already knows is trusted over detection.
     assert _feedback(4, "Good.", language="fr").feedback_language == "fr"
 

@@ -33,7 +33,7 @@ def _seed(engine: sa.Engine) -> None:
             "('o7-future', 'c7', :t + interval '1 day', 'delivered', 500, 'EUR', :t, 't')"), {"t": NOW})
         conn.execute(sa.text(
             "insert into smarketing.reviews (review_id, customer_id, rating, title, body, created_at, source) values "
-            "('r1', 'c1', 5, 'Good.', null, :t - interval '2 days', 't'),"
+            "('r1', 'c1', 5, 'Good', 'Good.', :t - interval '2 days', 't'),"
             "('r1-old', 'c1', 2, null, 'Bad', :t - interval '90 days', 't'),"
             "('r2', 'c2', 5, 'Love it', 'Best kettle I have ever owned, already bought one for my dad', "
             " :t - interval '3 days', 't'),"
