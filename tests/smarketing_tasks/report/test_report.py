@@ -107,3 +107,16 @@ def test_empty_marts_give_a_report_with_explanations_instead_of_charts(warehouse
     assert set(figures) == set(CHARTS) and all(f["data-marks"] == "0" for f in figures.values())
     assert "No scored customers yet." in page.read_text() and "No follow-up is waiting." in page.read_text()
 
+
+
+def test_text_from_the_shop_and_customers_is_escaped(warehouse, tmp_path):
+    load_known_data(warehouse)
+    with warehouse.begin() as conn:
+        conn.execute(sa.text("update smarketing.order_items set product_name = '<script>alert(1)</script> Jacket' "
+                             "where sku = 'SKU-A'"))
+        conn.execute(sa.text("update smarketing.follow_ups set review_excerpt = '<img src=x onerror=alert(2)>' "
+                             "where customer_id = 'c2'"))
+    publish_marts(warehouse, AS_OF)
+    html = write_report(warehouse, tmp_path, AS_OF).read_text()
+    assert "<script>alert" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Jacket" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
