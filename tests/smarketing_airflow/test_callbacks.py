@@ -169,3 +169,36 @@ def pendulum_date():
     import pendulum
 
     return pendulum.datetime(2026, 11, 22, tz="UTC")
+
+
+def test_deadline_missed_alerts_like_a_failure(monkeypatch, webhook):
+    import asyncio
+
+    from smarketing_airflow.callbacks import deadline_missed
+
+    url, posts, _ = webhook
+    monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_ALERTS", f"{url}/deadline")
+    monkeypatch.delenv("SMARKETING_ALERT_EMAILS", raising=False)
+    # The simple context the scheduler hands to deadline callbacks (airflow.models.deadline.handle_miss).
+    context = {"dag_run": {"dag_id": "smarketing_score", "dag_run_id": "asset_triggered__x", "logical_date": None},
+               "deadline": {"id": "1", "deadline_time": "2026-11-22T06:00:00+00:00"}}
+    assert asyncio.run(deadline_missed(context=context)) == ["webhook"]
+    body = posts[0]["json"]
+    assert posts[0]["path"] == "/deadline"
+    assert (body["kind"], body["dag_id"], body["run_id"]) == ("deadline_missed", "smarketing_score", "asset_triggered__x")
+    assert body["text"].startswith("[smarketing] smarketing_score missed its deadline")
+    assert "2026-11-22T06:00:00+00:00" in body["error"]
+
+
+def test_deadline_alert_serialises_with_a_dag():
+    from datetime import timedelta
+
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+    from smarketing_airflow.callbacks import deadline_alert
+
+    dag = DAG("smarketing_deadline_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+              deadline=deadline_alert(timedelta(hours=2)))
+    text = json.dumps(DagSerialization.to_dict(dag))
+    assert "smarketing_airflow.callbacks.deadline_missed" in text
