@@ -191,6 +191,10 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
     say(f"  quarantined: {counts['quarantine']:,} rows with reasons" + ("" if not reasons else ":"))
     for dataset, rule, n in reasons:
         say(f"    {dataset:<12} {rule:<28} {n:,}")
+    with warehouse.connect() as conn:
+        runs = conn.execute(sa.text("select count(*), count(*) filter (where not success), coalesce(sum(rows_checked), 0) "
+                                    "from smarketing.validation_runs")).one()
+    say(f"  validated: {runs[0]:,} suite runs over {runs[2]:,} rows, {runs[1]:,} failed (smarketing.validation_runs)")
     _outreach_summary(say, warehouse, data_dir)
     _responses_summary(say, warehouse)
     _scores_summary(say, warehouse)
@@ -199,11 +203,19 @@ def _summary(say: Say, warehouse: sa.Engine, server, data_dir: Path, env_file: P
     say(f"  warehouse:  psql {server.url('warehouse')}   (schemas smarketing, marketing)")
     say(f"  shop:       psql {server.url('shop')}   (schema shop)")
     say(f"  DAG logs:   {data_dir / 'logs'}")
+    say(f"  Data Docs:  {_data_docs(warehouse, data_dir)}   (suites and validation runs; open in a browser)")
     say(f"  Airflow UI: source {env_file} && airflow standalone   (then http://localhost:8080)")
 
     from smarketing_tasks.report.summary import insights_summary
 
     insights_summary(say, warehouse, data_dir)
+
+
+def _data_docs(warehouse: sa.Engine, data_dir: Path) -> Path:
+    """Build the Great Expectations Data Docs from smarketing.validation_runs; returns the site's index.html."""
+    from smarketing_tasks.quality import QualitySettings, build_data_docs
+
+    return build_data_docs(warehouse, QualitySettings(data_docs_dir=str(data_dir / "data_docs")))
 
 
 def _outreach_summary(say: Say, warehouse: sa.Engine, data_dir: Path) -> None:

@@ -13,6 +13,7 @@ from smarketing_tasks.quality.data_docs import build_data_docs
 from smarketing_tasks.quality.gate import QualityGateFailed, SuiteResult, gate, run_suite
 from smarketing_tasks.quality.settings import QualitySettings
 from smarketing_tasks.quality.stages import (
+    audit_loaded,
     audit_marts,
     audit_outbox,
     audit_purchases,
@@ -23,6 +24,6 @@ from smarketing_tasks.quality.stages import (
 )
 from smarketing_tasks.quality.suites import SuiteError, load_suite, suite_names
 
-__all__ = ["QualityGateFailed", "QualitySettings", "SuiteError", "SuiteResult", "audit_marts", "audit_outbox",
+__all__ = ["QualityGateFailed", "QualitySettings", "SuiteError", "SuiteResult", "audit_loaded", "audit_marts", "audit_outbox",
            "audit_purchases", "audit_responses", "audit_scores", "audit_suites", "build_data_docs", "gate",
            "load_suite", "mart_gate", "run_suite", "suite_names"]

@@ -293,7 +293,7 @@ def _judge(suite: SuiteSpec, outcomes: list[ExpectationOutcome], distributions: 
             if len(outcome.rows) < min(outcome.unexpected_count, settings.quarantine_cap):
                 problems.append(f"expectation {spec.label} found {outcome.unexpected_count:,} rows but GX named only "
                                 f"{len(outcome.rows):,}: refusing to quarantine part of them")
-        if spec.row_level:
+        if spec.row_level or spec.type == "unexpected_rows_expectation":
             sentence = (f"expectation {spec.label} [{spec.reason}] failed for {outcome.unexpected_count:,} rows, "
                         f"e.g. {_values(outcome, settings.sample_size)}")
         else:

@@ -51,20 +51,37 @@ def audit_suites(engine: sa.Engine, suites: Sequence[str], *, run_id: str, run_t
     return [r.as_dict() for r in results]
 
 
-def audit_purchases(engine: sa.Engine, ingest_results: Sequence[dict], *, run_id: str, run_time: datetime,
-                    settings: QualitySettings | None = None, say: Say = print) -> list[dict]:
-    """Validate what each ingest task loaded: rows changed in its window (``IngestResult.as_dict()``)."""
-    windows = {r["dataset"]: (_parse_time(r.get("window_start")), _parse_time(r["window_end"])) for r in ingest_results}
+def audit_loaded(engine: sa.Engine, load_results: Sequence[dict], *, run_id: str, run_time: datetime,
+                 settings: QualitySettings | None = None, say: Say = print,
+                 order: Sequence[str] = (*PURCHASE_SUITES, *RESPONSE_SUITES)) -> list[dict]:
+    """Validate what load tasks wrote: per dataset, the rows changed in the window its loads covered.
+
+    ``load_results`` are ``as_dict()``s of ingest results (``dataset``, ``window_start``, ``window_end``);
+    several sources of one dataset are validated together over the union of their windows.
+    """
+    windows: dict[str, tuple[datetime | None, datetime]] = {}
+    for loaded in load_results:
+        since, until = _parse_time(loaded.get("window_start")), _parse_time(loaded["window_end"])
+        if loaded["dataset"] in windows:
+            earlier, later = windows[loaded["dataset"]]
+            since = None if since is None or earlier is None else min(since, earlier)
+            until = max(until, later)
+        windows[loaded["dataset"]] = (since, until)
     results = []
-    for name in PURCHASE_SUITES:  # customers first: a moved customer is then reported by the orders' checks
-        if name not in windows:
-            continue
+    for name in [n for n in order if n in windows]:  # customers first: orders then report moved customers
         since, until = windows[name]
         results.append(run_suite(engine, name, run_id=run_id, run_time=run_time, since=since, until=until,
                                  settings=settings))
         _say(results[-1], say)
     _raise_if_failed(results)
     return [r.as_dict() for r in results]
+
+
+def audit_purchases(engine: sa.Engine, ingest_results: Sequence[dict], *, run_id: str, run_time: datetime,
+                    settings: QualitySettings | None = None, say: Say = print) -> list[dict]:
+    """The ingest DAG's audit: customers, orders and order items loaded in this run's windows."""
+    return audit_loaded(engine, ingest_results, run_id=run_id, run_time=run_time, settings=settings, say=say,
+                        order=PURCHASE_SUITES)
 
 
 def audit_responses(engine: sa.Engine, *, run_id: str, run_time: datetime, since: datetime | None,
@@ -76,7 +93,8 @@ def audit_responses(engine: sa.Engine, *, run_id: str, run_time: datetime, since
 
 def audit_outbox(engine: sa.Engine, *, run_id: str, run_time: datetime, since: datetime | None, until: datetime,
                  settings: QualitySettings | None = None, say: Say = print) -> list[dict]:
-    """Outbox rows planned in (since, until]; broken rows are recorded, never deleted."""
+    """Outbox rows planned or sent after ``since`` (sending uses the real clock, so no upper bound on sent_at);
+    broken rows are recorded, never deleted."""
     return audit_suites(engine, ("outreach_messages",), run_id=run_id, run_time=run_time, since=since, until=until,
                         settings=settings, say=say)
 
