@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -175,8 +176,11 @@ class SmtpProcess:
             self.process.kill()
 
 
-def bench_send(admin: str, messages: int, baseline_messages: int, connections: int) -> dict:
+def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[int], rounds: int) -> list[dict]:
+    """Alternate our sender (each lane count) and the baseline, ``rounds`` times: the machine's load drifts."""
     from dataclasses import replace
+
+    import sqlalchemy as sa
 
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.outreach import OutreachSettings, plan_outreach, send_outreach
@@ -185,35 +189,50 @@ def bench_send(admin: str, messages: int, baseline_messages: int, connections: i
 
     url = _fresh_warehouse(admin, "bench_outreach_send")
     fill(url, messages, messages, clean=True)
-    settings = replace(OutreachSettings(), link_signing_key="bench", connections=connections)
     engine = make_engine(url)
-    plan = plan_outreach(engine, AS_OF, settings)
+    plan = plan_outreach(engine, AS_OF, OutreachSettings())
     print(f"planned {plan.planned:,} emails", flush=True)
     clock = lambda: AS_OF + timedelta(hours=1)  # noqa: E731
-    with SmtpProcess() as server:
-        started = time.perf_counter()
-        report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port), clock, worker="bench",
-                               warn=lambda _: None)
-        ours = time.perf_counter() - started
-        received = server.received()
-    renderer = Renderer(settings, b"bench")
+    renderer = Renderer(OutreachSettings(), b"bench")
     samples = [MessageData(message_id=f"{i:032x}", customer_id=f"c{i}", order_id=f"o{i}", kind="review_request",
                            step=1, channel="email", variant="A", due_at=AS_OF, email=f"c{i}@example.com",
                            first_name=f"Name{i}", products=("Product 1",)) for i in range(baseline_messages)]
-    with SmtpProcess() as server:
-        params = SmtpParams(port=server.port)
-        started = time.perf_counter()
-        for data in samples:
-            send_one_connection_per_message(params, renderer.render(data, clock()))
-        baseline = time.perf_counter() - started
-        baseline_received = server.received()
+    results = []
+    for round_number in range(1, rounds + 1):
+        for connections in lanes:
+            with engine.begin() as conn:  # the same 10,000 messages, due again
+                conn.execute(sa.text("update smarketing.outreach_messages set status = 'planned', attempts = 0,"
+                                     " claimed_by = null, sent_at = null, lease_expires_at = null"))
+            settings = replace(OutreachSettings(), link_signing_key="bench", connections=connections)
+            with SmtpProcess() as server:
+                started = time.perf_counter()
+                report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port), clock,
+                                       worker="bench", warn=lambda _: None)
+                seconds = time.perf_counter() - started
+                received = server.received()
+            results.append({"round": round_number, "sender": f"outbox, {connections} lane(s)", "sent": report.sent,
+                            "received": received, "seconds": seconds, "messages_per_s": report.sent / seconds,
+                            "load_average_1m": os.getloadavg()[0]})
+            print(json.dumps(results[-1]), flush=True)
+        with SmtpProcess() as server:
+            params = SmtpParams(port=server.port)
+            started = time.perf_counter()
+            for data in samples:
+                send_one_connection_per_message(params, renderer.render(data, clock()))
+            seconds = time.perf_counter() - started
+            received = server.received()
+        results.append({"round": round_number, "sender": "baseline: one connection per message",
+                        "sent": received, "received": received, "seconds": seconds,
+                        "messages_per_s": received / seconds, "load_average_1m": os.getloadavg()[0]})
+        print(json.dumps(results[-1]), flush=True)
     engine.dispose()
-    ours_rate, base_rate = report.sent / ours, baseline_received / baseline
-    return {"connections": connections, "messages": messages, "sent": report.sent, "received": received, "seconds": ours,
-            "messages_per_s": ours_rate, "baseline_messages": baseline_received, "baseline_seconds": baseline,
-            "baseline_messages_per_s": base_rate, "speedup": ours_rate / base_rate,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "load_average_1m": os.getloadavg()[0]}
+    baseline = statistics.median(r["messages_per_s"] for r in results if r["sender"].startswith("baseline"))
+    for connections in lanes:
+        ours = statistics.median(r["messages_per_s"] for r in results if r["sender"] == f"outbox, {connections} lane(s)")
+        print(json.dumps({"summary": f"outbox, {connections} lane(s)", "median_messages_per_s": ours,
+                          "baseline_median_messages_per_s": baseline, "speedup": ours / baseline,
+                          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    return results
 
 
 def main() -> int:
@@ -222,14 +241,15 @@ def main() -> int:
     parser.add_argument("--plan-orders", type=int, nargs="*", default=[])
     parser.add_argument("--send", type=int, help="emails to send (e.g. 10000)")
     parser.add_argument("--connections", type=int, nargs="*", default=[4], help="sender lanes to measure")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (medians are reported)")
     parser.add_argument("--baseline", type=int, help="emails for the one-connection-per-message baseline "
                                                      "(default: the same number)")
     args = parser.parse_args()
     admin = _server_url(args)
     for orders in args.plan_orders:
         print(json.dumps(bench_plan(admin, orders)), flush=True)
-    for connections in args.connections if args.send else []:
-        print(json.dumps(bench_send(admin, args.send, args.baseline or args.send, connections)), flush=True)
+    if args.send:
+        bench_send(admin, args.send, args.baseline or args.send, args.connections, args.rounds)
     return 0
 
 
