@@ -237,6 +237,7 @@ where r.idempotency_key = k.idempotency_key and r.prior + r.nth > :cap
 """
 
 _WRITE = """
+with written as (
 insert into smarketing.outreach_messages (
     message_id, idempotency_key, customer_id, order_id, kind, step, channel, template_variant, consent_basis,
     status, status_reason, due_at, expires_at, planned_at, planned_run_id, incentive_offered, recipient_time_zone)
@@ -251,6 +252,12 @@ select left(encode(sha256(convert_to(k.idempotency_key, 'UTF8')), 'hex'), 32), k
 from outreach_candidates k
 on conflict (idempotency_key) do nothing
 returning kind, status, coalesce(status_reason, '') as reason, customer_id
+)
+-- Counts, not rows, come back (a million orders plan in bounded memory); the few new share-ask
+-- customers come back to get their referral codes.
+select kind, status, reason, count(*) as n,
+       array_agg(customer_id) filter (where kind = 'share_ask' and status = 'planned') as share_customers
+from written group by kind, status, reason
 """
 
 
@@ -302,9 +309,8 @@ def plan(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, variant
         _bind(conn, _CAP, params)
         share_customers = set()
         for row in conn.execute(sa.text(_WRITE), {k: params[k] for k in ("variants", "request_ttl", "as_of", "run_id")}):
-            result.counts[(row.kind, row.status, row.reason)] += 1
-            if row.kind == "share_ask" and row.status == "planned":
-                share_customers.add(row.customer_id)
+            result.counts[(row.kind, row.status, row.reason)] += row.n
+            share_customers.update(row.share_customers or ())
         ensure_referral_codes(conn, share_customers, as_of)
     return result
 
