@@ -66,11 +66,11 @@ def build_data_docs(engine: sa.Engine, settings: QualitySettings | None = None, 
             loaded = schema.load(gx_result)
             result = loaded if isinstance(loaded, ExpectationSuiteValidationResult) else \
                 ExpectationSuiteValidationResult(**loaded)
-            key = ValidationResultIdentifier(
-                ExpectationSuiteIdentifier(suite),
-                RunIdentifier(run_name=run_id, run_time=finished_at),
-                batch_identifier=hashlib.sha256(batch.encode()).hexdigest()[:12],
-            )
+            run = RunIdentifier(run_name=run_id, run_time=finished_at)
+            meta = result.meta or {}
+            result.meta = {**meta, "run_id": run, "batch_spec": {**(meta.get("batch_spec") or {}), "batch": batch}}
+            key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite), run,
+                                             batch_identifier=hashlib.sha256(batch.encode()).hexdigest()[:12])
             context.validation_results_store.set(key, result)
         context.build_data_docs(site_names=[SITE_NAME])
     return site / "index.html"
