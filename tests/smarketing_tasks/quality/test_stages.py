@@ -81,6 +81,10 @@ def test_distribution_far_from_its_recent_level_fails_the_gate(warehouse):
     assert "distribution check returned_or_cancelled_share" in spike.message
     assert "50.0% in this batch against 10.0% over the last 4 runs" in spike.message
     assert spike.rows_quarantined == 0  # a distribution is not a row's fault: nothing is quarantined
+    # A failed run never becomes the baseline: the next ordinary day passes against the same level.
+    calm = run_suite(frame(10), "orders", warehouse=warehouse, run_id="day-5", run_time=END + timedelta(days=5),
+                     source="feed")
+    assert calm.success and calm.distributions[0].baseline == pytest.approx(0.1)
 
 
 def test_score_audit_moves_broken_scores_out_before_marts_read_them(warehouse):
@@ -203,3 +207,32 @@ def test_a_message_sent_after_suppression_fails_the_outbox_audit_and_stays_in_th
     assert "suite 'outreach_messages'" in str(failure.value)
     assert "a message was sent after the customer was suppressed" in str(failure.value) and '"c9"' in str(failure.value)
     assert _count(warehouse, "select count(*) from smarketing.outreach_messages") == 20
+
+
+def test_reviews_loaded_from_two_sources_are_validated_once_over_both_windows(warehouse):
+    from smarketing_tasks.quality import audit_loaded
+    from tests.smarketing_tasks.quality.corpus import review
+
+    rows = [review(n) | {"created_at": END - timedelta(hours=n % 48)} for n in range(60)]
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.reviews (review_id, order_id, customer_id, sku, rating, title, body, "
+            "consent_to_publish, incentivized, language, created_at, source, attribution) values (:review_id, "
+            ":order_id, :customer_id, :sku, :rating, :title, :body, :consent_to_publish, :incentivized, :language, "
+            ":created_at, :source, :attribution)"), rows)
+        # r40 is 40 hours old: only the platform's window (no start) covers it, the shop's covers 24 hours.
+        conn.execute(sa.text("update smarketing.reviews set language = 'English' where review_id = 'r40'"))
+    shop_load = {"dataset": "reviews", "source": "shop", "window_start": (END - timedelta(hours=24)).isoformat(),
+                 "window_end": END.isoformat()}
+    platform_load = {"dataset": "reviews", "source": "platform", "window_start": None,
+                     "window_end": (END - timedelta(hours=1)).isoformat()}
+
+    audited = audit_loaded(warehouse, [shop_load, platform_load], run_id="responses", run_time=END,
+                           say=lambda _: None)
+
+    assert [(a["suite"], a["rows_checked"]) for a in audited] == [("reviews", 60)]
+    with warehouse.connect() as conn:
+        warned = conn.execute(sa.text("select results from smarketing.validation_runs")).scalar()
+    language = next(r for r in warned if r.get("expectation") == "expect_column_values_to_match_regex(language)")
+    assert language["success"] is False and language["sample"] == ["English"]  # a warning: recorded, not moved
+    assert _count(warehouse, "select count(*) from smarketing.reviews") == 60
