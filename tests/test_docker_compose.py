@@ -194,3 +194,21 @@ def test_dockerfile_installs_from_the_lock_and_copies_existing_paths():
         for source in match.group(1).split():
             assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
             assert source not in ignored, f".dockerignore hides {source} from the build"
+
+
+def test_init_script_is_valid_bash_and_python(resolved, tmp_path):
+    """The init command as the container gets it (after interpolation): bash syntax, and each embedded
+    Python block compiles."""
+    import subprocess
+    import textwrap
+
+    command = resolved["services"]["airflow-init"]["command"]
+    assert command[0] == "-c"
+    script = command[1]
+    (tmp_path / "init.sh").write_text(script)
+    checked = subprocess.run(["bash", "-n", str(tmp_path / "init.sh")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    blocks = re.findall(r"python - <<'PY'\n(.*?)\n\s*PY\n", script, flags=re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        compile(textwrap.dedent(block), "airflow-init", "exec")
