@@ -36,22 +36,21 @@ insert into smarketing.score_inputs (
     x, t_x_days, T_days, mean_repeat_value, rfm_r, rfm_f, rfm_m, reviews_count, last_rating, review_text,
     review_language, review_age_days, nps_score, nps_comment, nps_age_days, social_posts_count, social_reach,
     post_text, referrals_count, referral_revenue, complaints_count)
-with valid_orders as (
-    select customer_id, ordered_at, total_amount::float8 as amount, status,
-           (ordered_at at time zone 'UTC')::date as day,
-           row_number() over (by_customer order by ordered_at desc, order_id desc) as newest,
-           min((ordered_at at time zone 'UTC')::date) over by_customer as first_day
-    from smarketing.orders
-    where ordered_at <= :as_of and status <> 'cancelled'
-    window by_customer as (partition by customer_id)
+with valid_orders as (   -- sorted once by customer in byte order (collate "C": no locale compare per row)
+    select cid, ordered_at, amount, status, day, min(day) over (partition by cid) as first_day
+    from (select customer_id collate "C" as cid, ordered_at, total_amount::float8 as amount, status,
+                 (ordered_at at time zone 'UTC')::date as day
+          from smarketing.orders where ordered_at <= :as_of and status <> 'cancelled') as o
 ),
 buyers as (   -- BG/NBD counts purchase occasions: orders of one customer on one day are one
-    select customer_id, count(*)::integer as orders_count,
+    select cid collate "default" as customer_id, count(*)::integer as orders_count,
            coalesce(sum(amount) filter (where status <> 'returned'), 0) as lifetime_value,
            min(first_day) as first_day, max(day) as last_day, count(distinct day) - 1 as x,
            sum(amount) as amount, sum(amount) filter (where day = first_day) as first_amount,
-           max(ordered_at) as last_at, bool_or(newest = 1 and status = 'returned') as last_order_returned
-    from valid_orders group by customer_id
+           max(ordered_at) as last_at,
+           coalesce(max(ordered_at) filter (where status = 'returned') = max(ordered_at), false)
+               as last_order_returned
+    from valid_orders group by cid
 ),
 orders_agg as (
     select b.*, extract(epoch from (:as_of - b.last_at)) / 86400.0 as recency_days,
@@ -61,7 +60,7 @@ orders_agg as (
     from buyers b
 ),
 rfm as (   -- quintiles among buyers; ties share the lower bucket (percent_rank), 5 = best
-    select customer_id,
+    select *,
            least(5, 1 + floor(5 * percent_rank() over (order by recency_days desc)))::smallint as rfm_r,
            least(5, 1 + floor(5 * percent_rank() over (order by orders_count)))::smallint as rfm_f,
            least(5, 1 + floor(5 * percent_rank() over (order by lifetime_value)))::smallint as rfm_m
@@ -112,15 +111,14 @@ people as (   -- everyone known by "now": union of already aggregated (small) se
 select :score_date, mod(hashtext(p.customer_id)::bigint + 2147483648, :partitions)::integer, p.customer_id,
        coalesce(o.orders_count, 0), coalesce(o.lifetime_value, 0), o.recency_days,
        coalesce(o.last_order_returned, false), o.x, o.t_x_days, o.T_days, o.mean_repeat_value,
-       rfm.rfm_r, rfm.rfm_f, rfm.rfm_m,
+       o.rfm_r, o.rfm_f, o.rfm_m,
        coalesce(rc.reviews_count, 0), lr.rating, lr.text, lr.language,
        extract(epoch from (:as_of - lr.created_at)) / 86400.0,
        ln.score, nullif(btrim(ln.comment), ''), extract(epoch from (:as_of - ln.answered_at)) / 86400.0,
        coalesce(pc.posts, 0), coalesce(pc.reach, 0), lp.body,
        coalesce(ra.referrals, 0), coalesce(ra.revenue, 0), coalesce(c.complaints, 0)
 from people p
-left join orders_agg o using (customer_id)
-left join rfm using (customer_id)
+left join rfm o using (customer_id)
 left join review_counts rc using (customer_id)
 left join last_review lr using (customer_id)
 left join last_nps ln using (customer_id)
