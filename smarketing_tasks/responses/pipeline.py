@@ -45,10 +45,13 @@ _PRODUCT_SLUG = "trim(both '-' from regexp_replace(lower({}), '[^a-z0-9]+', '-',
 
 
 def signing_keys(warehouse: sa.Engine, settings: ResponsesSettings, warn: Progress = print) -> list[bytes]:
-    """The link-signing key outreach signs with (configured, or generated once in smarketing.secrets)."""
+    """The link-signing key outreach signs with (configured, or generated once in smarketing.secrets),
+    then the keys retired by a rotation, so that links sent before it still attribute until they expire."""
     from smarketing_tasks.tokens import get_or_create_secret
 
-    return [get_or_create_secret(warehouse, "link_signing_key", settings.link_signing_key or None, warn=warn)]
+    current = get_or_create_secret(warehouse, "link_signing_key", settings.link_signing_key or None, warn=warn)
+    retired = [k.strip().encode() for k in settings.link_signing_keys_retired.split(",") if k.strip()]
+    return [current, *retired]
 
 
 def _has_column(conn: sa.Connection, table: str, column: str) -> bool:

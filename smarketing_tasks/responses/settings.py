@@ -30,3 +30,5 @@ class ResponsesSettings:
     referral_code_pattern: str = r"REF-[A-Z2-7]{8}"
     # the link-signing key; when empty, the one generated and kept in smarketing.secrets
     link_signing_key: str = ""
+    # keys retired by a rotation, comma-separated: links signed with them still attribute until they expire
+    link_signing_keys_retired: str = ""

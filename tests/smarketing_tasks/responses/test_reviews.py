@@ -185,3 +185,17 @@ def test_watermark_never_passes_the_run_time(shop, warehouse, world):
     # Once the run's time passes it, the row is read and stored, not lost.
     _ingest(shop, warehouse, until=T0 + timedelta(days=401), run_id="later")
     assert set(_reviews(warehouse)) == {"R-now", "R-future"}
+
+
+def test_links_signed_before_a_key_rotation_still_attribute(shop, warehouse, world):
+    from smarketing_tasks.responses import signing_keys
+
+    with shop.begin() as conn:
+        _review(conn, "R-old-key", None, None, 5, "Signed before the rotation", T0 + timedelta(days=1),
+                review_token=token(world["request"], key=b"old-key"))
+    settings = ResponsesSettings(link_signing_key="new-key", link_signing_keys_retired="other, old-key")
+    keys = signing_keys(warehouse, settings, warn=lambda _: None)
+    assert keys == [b"new-key", b"other", b"old-key"]
+    ingest_responses(ResponseSqlSource(shop), "reviews", warehouse, until=UNTIL, run_id="r", settings=settings,
+                     keys=keys)
+    assert _reviews(warehouse)["R-old-key"].attribution == "token"
