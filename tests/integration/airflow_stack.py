@@ -67,6 +67,7 @@ class AirflowStack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.stack_id = secrets.token_hex(8)
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         self.env = self._environment()
@@ -80,11 +81,12 @@ class AirflowStack:
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "dags")]),
             "PYTHONWARNINGS": "ignore",
             "AIRFLOW_HOME": str(self.home),
+            "SMARKETING_STACK_ID": self.stack_id,  # inherited by every child: how stop() finds orphans
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
             # Every component signs and checks task tokens with the same secret.
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
@@ -95,10 +97,10 @@ class AirflowStack:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             # The test unpauses the DAGs itself, as an operator would after deploying.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            # Only the runs the test triggers (and the Asset-driven runs they cause): no cron runs for "now".
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            # (use_job_schedule must stay on: turning it off stops Asset-triggered runs too. So unpausing a
+            # time-scheduled DAG also starts its latest interval, as in production.)
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             **{f"AIRFLOW_CONN_{conn_id.upper()}": uri for conn_id, uri in self.connections.items()},
         }
@@ -141,36 +143,54 @@ class AirflowStack:
             out.append(f"--- {name} ---\n" + "\n".join(text))
         return "\n".join(out)
 
-    def stop(self, grace_s: float = 30) -> list[str]:
-        """Stop every process (and its children) by process group; returns descriptions of survivors."""
+    def _members(self) -> list:
+        """Every live process of this stack: the ones started here, their descendants, and any orphaned
+        descendant (found by the stack's marker in its environment, which every child inherits)."""
         import psutil
 
-        tree: list[psutil.Process] = []
+        found = {}
         for process in self.processes.values():
             try:
                 parent = psutil.Process(process.pid)
-                tree += [parent, *parent.children(recursive=True)]
+                for member in (parent, *parent.children(recursive=True)):
+                    found[member.pid] = member
             except psutil.NoSuchProcess:
                 pass
+        for candidate in psutil.process_iter():
+            try:
+                if candidate.pid not in found and candidate.environ().get("SMARKETING_STACK_ID") == self.stack_id:
+                    found[candidate.pid] = candidate
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return list(found.values())
+
+    def stop(self, grace_s: float = 30) -> list[str]:
+        """Stop every process of the stack: SIGTERM each (components stop cleanly), then SIGKILL what is left.
+        Returns descriptions of processes still alive afterwards (a leak the test should fail on)."""
+        import psutil
+
+        members = self._members()
         for process in self.processes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
+        for member in members:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.terminate()
+        _, alive = psutil.wait_procs(members, timeout=grace_s)
+        alive += [m for m in self._members() if m.pid not in {a.pid for a in alive}]
+        for member in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+        psutil.wait_procs(alive, timeout=10)
         for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        _, alive = psutil.wait_procs(tree, timeout=max(1.0, deadline - time.monotonic()))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
         survivors = []
-        for leftover in alive:
-            try:
-                survivors.append(f"{leftover.pid} {' '.join(leftover.cmdline()[:4])}")
-                leftover.kill()
-            except psutil.NoSuchProcess:
-                pass
+        for member in self._members():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if member.status() != psutil.STATUS_ZOMBIE:
+                    survivors.append(f"{member.pid} {' '.join(member.cmdline()[:4])}")
         self.api.close()
         return survivors
 
@@ -201,12 +221,19 @@ class AirflowStack:
     def dag_details(self, dag_id: str) -> dict:
         return self.get(f"/dags/{dag_id}/details")
 
+    def set_pool(self, name: str, slots: int, description: str) -> None:
+        response = self.api.post("/api/v2/pools", json={"name": name, "slots": slots, "description": description})
+        if response.status_code == 409:
+            response = self.api.patch(f"/api/v2/pools/{name}", json={"name": name, "slots": slots})
+        response.raise_for_status()
+
     def unpause(self, dag_id: str) -> None:
         self.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
     def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None) -> dict:
+        # run_after = the logical date: queued before the run the scheduler creates on unpausing (ordered by it).
         response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns",
-                                 json={"logical_date": logical_date, "conf": conf or {}})
+                                 json={"logical_date": logical_date, "run_after": logical_date, "conf": conf or {}})
         response.raise_for_status()
         return response.json()
 
@@ -216,16 +243,25 @@ class AirflowStack:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
 
+    def upstream_runs(self, dag_id: str, run_id: str) -> set[str]:
+        """The runs whose Asset events started this run."""
+        events = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
+        return {event["source_run_id"] for event in events}
+
     def wait_for_run(self, dag_id: str, timeout_s: float, run_id: str | None = None,
-                     run_type: str | None = None) -> dict:
-        """Wait until a run of ``dag_id`` (a given one, or any of ``run_type``) has finished; fail unless success."""
+                     run_type: str | None = None, started_by: set[str] | None = None) -> dict:
+        """Wait until a run of ``dag_id`` has finished (a given run; or any of ``run_type``, consuming
+        Asset events of a run in ``started_by``); fail unless it succeeded."""
         def finished():
             self.assert_running()
             for run in self.runs(dag_id):
                 if (run_id and run["dag_run_id"] != run_id) or (run_type and run["run_type"] != run_type):
                     continue
-                if run["state"] in ("success", "failed"):
-                    return run
+                if run["state"] not in ("success", "failed"):
+                    continue
+                if started_by and not started_by & self.upstream_runs(dag_id, run["dag_run_id"]):
+                    continue
+                return run
             return None
 
         run = wait_for(f"a finished run of {dag_id}", finished, timeout_s, every_s=2,
@@ -233,6 +269,15 @@ class AirflowStack:
         if run["state"] != "success":
             raise AssertionError(f"{dag_id} run {run['dag_run_id']} {run['state']}:\n{self.describe_runs(dag_id)}")
         return run
+
+    def timeline(self) -> str:
+        """Every run of every DAG with its type, state and times: where the minutes went."""
+        lines = []
+        for dag in self.get("/dags", limit=100)["dags"]:
+            for run in self.runs(dag["dag_id"]):
+                lines.append(f"{run.get('start_date') or '-':<34} {run.get('end_date') or '-':<34} "
+                             f"{dag['dag_id']:<22} {run['run_type']:<16} {run['state']}")
+        return "\n".join(sorted(lines))
 
     def describe_runs(self, dag_id: str) -> str:
         lines = []

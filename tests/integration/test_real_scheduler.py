@@ -11,7 +11,9 @@ that exists: a time-scheduled one (other than ingest) is triggered too, an Asset
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -72,8 +74,6 @@ def smtp_sink():
 
 
 def _connections(urls: dict[str, str], smtp_port: int) -> dict[str, str]:
-    import json
-
     postgres = {conn_id: urls[name].replace("postgresql://", "postgres://")
                 for conn_id, name in (("smarketing_warehouse", "warehouse"), ("smarketing_shop", "shop"))}
     smtp = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port, "login": "", "password": "",
@@ -95,20 +95,32 @@ def _metadata_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://")
 
 
+def _prepare(stack: AirflowStack) -> None:
+    """What docker-compose's airflow-init does first: migrate the metadata database."""
+    started = time.monotonic()
+    stack.airflow("db", "migrate")
+    print(f"airflow db migrate: {time.monotonic() - started:.0f}s")
+
+
 def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
     """Unpause, trigger ingest by REST, wait for every Asset-driven DAG; returns task instances per DAG."""
+    from smarketing_airflow.defaults import SMTP_POOL, SMTP_POOL_SLOTS
+
     loop = _loop_dags()
+    started = time.monotonic()
     stack.wait_until_serving()
+    stack.set_pool(SMTP_POOL, SMTP_POOL_SLOTS, "Concurrent connections to the SMTP server")
     stack.wait_for_dags(set(loop))
+    print(f"stack serving and {len(loop)} DAGs parsed after {time.monotonic() - started:.0f}s")
     details = {dag_id: stack.dag_details(dag_id) for dag_id in loop}
     asset_driven = [d for d in loop if details[d].get("asset_expression")]
     time_driven = [d for d in loop if d not in asset_driven]
     assert "smarketing_ingest" in time_driven
 
-    for dag_id in loop:
-        stack.unpause(dag_id)
     logical = DEMO_END.isoformat()
     triggered = {dag_id: stack.trigger(dag_id, logical)["dag_run_id"] for dag_id in time_driven}
+    for dag_id in loop:
+        stack.unpause(dag_id)
 
     task_instances = {}
     for dag_id, run_id in triggered.items():
@@ -116,8 +128,15 @@ def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
         assert run["run_type"] == "manual"
         task_instances[dag_id] = stack.task_instances(dag_id, run_id)
     for dag_id in asset_driven:
-        run = stack.wait_for_run(dag_id, RUN_TIMEOUT_S, run_type="asset_triggered")
+        # A run started by the Asset event of the triggered ingest run when the DAG listens to purchases
+        # (so the shop's data is in the warehouse by then), else by any of the triggered runs.
+        expression = json.dumps(details[dag_id]["asset_expression"])
+        print(f"{dag_id} scheduled on {expression}")
+        listens_to_purchases = "smarketing://purchases" in expression or '"smarketing_purchases"' in expression
+        started_by = {triggered["smarketing_ingest"]} if listens_to_purchases else set(triggered.values())
+        run = stack.wait_for_run(dag_id, RUN_TIMEOUT_S, run_type="asset_triggered", started_by=started_by)
         task_instances[dag_id] = stack.task_instances(dag_id, run["dag_run_id"])
+    print(stack.timeline())
     return task_instances
 
 
@@ -135,7 +154,8 @@ def _check_warehouse(warehouse_url: str, task_instances: dict[str, list[dict]]) 
         marts = conn.execute(sa.text(
             "select table_name from information_schema.tables where table_schema = 'marketing'")).scalars().all()
         if "smarketing_score" in task_instances:
-            assert "advocates" in marts
+            assert count("smarketing.advocate_scores") > 0
+        if marts:  # once scoring publishes the marts
             assert count("marketing.advocates") > 0
         if "smarketing_outreach" in task_instances:
             assert count("smarketing.outreach_messages") > 0
@@ -150,16 +170,16 @@ def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop
                          executor="LocalExecutor", connections=_connections(loop_databases, smtp_sink[0]),
                          extra_env={"SMARKETING_DATA_DIR": str(tmp_path / "data")})
     try:
-        stack.airflow("db", "migrate")
+        _prepare(stack)
         stack.start_core()
         task_instances = _run_loop(stack)
     finally:
         survivors = stack.stop()
     assert survivors == [], f"processes outlived the stack: {survivors}"
     _check_warehouse(loop_databases["warehouse"], task_instances)
-    ingest = task_instances["smarketing_ingest"]
-    assert sorted(ti["task_id"] for ti in ingest) == [
-        "ingest", "ingest", "ingest", "migrate_warehouse", "publish_purchases"]
+    ingest = [ti["task_id"] for ti in task_instances["smarketing_ingest"]]
+    assert ingest.count("ingest") == 3, "one mapped ingest task per dataset"
+    assert {"migrate_warehouse", "publish_purchases"} <= set(ingest)
 
 
 @pytest.mark.skipif(not _redis_available(), reason="needs the Redis at 127.0.0.1:6379")
@@ -182,7 +202,7 @@ def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_si
     )
     workers = ["worker-a", "worker-b"]
     try:
-        stack.airflow("db", "migrate")
+        _prepare(stack)
         stack.start_core()
         for name in workers:
             stack.start(name, "celery", "worker", "--queues", queue, "--concurrency", "1",
