@@ -149,7 +149,7 @@ controller = Controller(Count(), hostname="127.0.0.1", port=port)
 controller.start()
 print("ready", flush=True)
 sys.stdin.readline()
-print(Count.n, flush=True)
+print(Count.n, time.process_time(), flush=True)
 controller.stop()
 """
 
@@ -167,9 +167,10 @@ class SmtpProcess:
     def received(self) -> int:
         self.process.stdin.write("\n")
         self.process.stdin.flush()
-        count = int(self.process.stdout.readline())
+        count, cpu = self.process.stdout.readline().split()
         self.process.wait(timeout=30)
-        return count
+        self.cpu_seconds = float(cpu)
+        return int(count)
 
     def __exit__(self, *exc):
         if self.process.poll() is None:
@@ -205,25 +206,29 @@ def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[in
                                      " claimed_by = null, sent_at = null, lease_expires_at = null"))
             settings = replace(OutreachSettings(), link_signing_key="bench", connections=connections)
             with SmtpProcess() as server:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port), clock,
                                        worker="bench", warn=lambda _: None)
-                seconds = time.perf_counter() - started
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
                 received = server.received()
             results.append({"round": round_number, "sender": f"outbox, {connections} lane(s)", "sent": report.sent,
                             "received": received, "seconds": seconds, "messages_per_s": report.sent / seconds,
+                            "client_cpu_ms_per_message": 1000 * cpu / report.sent,
+                            "server_cpu_ms_per_message": 1000 * server.cpu_seconds / received,
                             "load_average_1m": os.getloadavg()[0]})
             print(json.dumps(results[-1]), flush=True)
         with SmtpProcess() as server:
             params = SmtpParams(port=server.port)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for data in samples:
                 send_one_connection_per_message(params, renderer.render(data, clock()))
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             received = server.received()
         results.append({"round": round_number, "sender": "baseline: one connection per message",
                         "sent": received, "received": received, "seconds": seconds,
-                        "messages_per_s": received / seconds, "load_average_1m": os.getloadavg()[0]})
+                        "messages_per_s": received / seconds, "client_cpu_ms_per_message": 1000 * cpu / received,
+                        "server_cpu_ms_per_message": 1000 * server.cpu_seconds / received,
+                        "load_average_1m": os.getloadavg()[0]})
         print(json.dumps(results[-1]), flush=True)
     engine.dispose()
     baseline = statistics.median(r["messages_per_s"] for r in results if r["sender"].startswith("baseline"))
