@@ -141,3 +141,38 @@ def test_empty_or_missing_mailbox_is_a_clean_no_op(warehouse, shop_url, tmp_path
     assert (report.messages, sum(report.actions.values()), report.acted_until) == (0, 0, None)
     assert all(not rows for rows in _shop_rows(shop).values())
     shop.dispose()
+
+
+@pytest.mark.slow
+def test_real_outreach_emails_drive_the_simulation(warehouse, shop_url, tmp_path):
+    """Outreach plans and renders real emails into a Maildir sink; customers answer; the answers attribute."""
+    from datetime import UTC, datetime
+
+    from smarketing_tasks.demo_shop import ShopSpec, generate
+    from smarketing_tasks.outreach import OutreachSettings, plan_outreach, send_outreach
+    from smarketing_tasks.responses import signing_keys
+    from smarketing_tasks.responses.settings import ResponsesSettings
+
+    end = datetime(2026, 11, 22, tzinfo=UTC)
+    shop = make_engine(shop_url)
+    write_shop(shop, generate(ShopSpec(customers=400, days=60, end=end, seed=3)))
+    for dataset in ("customers", "orders", "order_items"):
+        ingest_dataset(ReferenceSqlSource(shop), dataset, warehouse, until=end, run_id="ingest")
+    # Created up front: the sink's sending threads each create the Maildir and can race on a fresh folder.
+    mailbox.Maildir(str(tmp_path / "mailbox"), create=True)
+    outreach = OutreachSettings(email_transport="sink", sink_dir=str(tmp_path / "mailbox"))
+    plan_outreach(warehouse, end, outreach, run_id="plan")
+    # Sent "now" by a fixed clock, as the demo's sender would on the day.
+    send_outreach(warehouse, end, outreach, None, clock=lambda: end + timedelta(hours=1), worker="test",
+                         channels=["email"], warn=lambda _: None)
+    received = read_mailbox(tmp_path / "mailbox")
+    assert received and {m.kind for m in received} <= {"review_request", "review_reminder", "share_ask"}
+
+    report = simulate_customers(tmp_path / "mailbox", shop, warehouse, start=end)
+    keys = signing_keys(warehouse, ResponsesSettings(), warn=lambda _: None)
+    ingest_responses(ResponseSqlSource(shop), "reviews", warehouse, until=report.acted_until, run_id="r", keys=keys)
+    with warehouse.connect() as conn:
+        by = dict(conn.execute(sa.text("select attribution, count(*) from smarketing.reviews group by 1")).all())
+    assert by.get("token", 0) > 0 and "none" not in by
+    assert sum(by.values()) == sum(report.actions[f"reviews_{b}"] for b in ("glowing", "lukewarm", "angry"))
+    shop.dispose()
