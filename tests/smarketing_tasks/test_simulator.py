@@ -164,7 +164,7 @@ def test_real_outreach_emails_drive_the_simulation(warehouse, shop_url, tmp_path
     plan_outreach(warehouse, end, outreach, run_id="plan")
     # Sent "now" by a fixed clock, as the demo's sender would on the day.
     send_outreach(warehouse, end, outreach, None, clock=lambda: end + timedelta(hours=1), worker="test",
-                         channels=["email"], warn=lambda _: None)
+                  channels=["email"], warn=lambda _: None)
     received = read_mailbox(tmp_path / "mailbox")
     assert received and {m.kind for m in received} <= {"review_request", "review_reminder", "share_ask"}
 
