@@ -176,3 +176,18 @@ def test_real_outreach_emails_drive_the_simulation(warehouse, shop_url, tmp_path
     assert by.get("token", 0) > 0 and "none" not in by
     assert sum(by.values()) == sum(report.actions[f"reviews_{b}"] for b in ("glowing", "lukewarm", "angry"))
     shop.dispose()
+
+
+def test_mailbox_holds_emails_and_sms_the_sink_kept(tmp_path):
+    import json
+
+    box = mailbox.Maildir(str(tmp_path / "mb"), create=True)
+    box.add(_email("a" * 32, "review_request", "C1", "http://x/r/abc.def"))
+    box.add(b"Subject: not ours\n\nhello")  # mail without our headers is ignored
+    (tmp_path / "mb" / "new" / f"{'b' * 32}.sms.json").write_text(json.dumps(
+        {"message_id": "b" * 32, "kind": "review_request", "channel": "sms", "customer_id": "C2", "to": "+4915",
+         "text": "Shop: http://x/r/ghi.jkl Reply STOP to opt out."}))
+    (tmp_path / "mb" / "new" / "broken.json").write_text("{not json")
+    received = read_mailbox(tmp_path / "mb")
+    assert [(m.message_id[0], m.channel, m.customer_id) for m in received] == [("a", "email", "C1"), ("b", "sms", "C2")]
+    assert "/r/abc.def" in received[0].text and "/r/ghi.jkl" in received[1].text
