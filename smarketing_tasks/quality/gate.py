@@ -91,9 +91,10 @@ class SuiteResult:
             return (f"suite '{self.suite}' passed on {self.batch}: {self.rows_checked:,} rows, "
                     f"{self.rows_quarantined:,} quarantined")
         where = f" (smarketing.validation_runs id {self.validation_id})" if self.validation_id else ""
+        rows = (f" Offending rows are in smarketing.quarantine (dataset '{self.dataset}')."
+                if self.rows_bad and self.validation_id else "")
         return (f"quality gate failed for suite '{self.suite}' on {self.batch}, run {self.run_id}{where}: "
-                + "; ".join(self.problems)
-                + f". Offending rows are in smarketing.quarantine (dataset '{self.dataset}'); nothing was published.")
+                + "; ".join(p.rstrip(".") for p in self.problems) + "." + rows + " The batch must not be published.")
 
     def as_dict(self) -> dict[str, Any]:
         """Small and JSON-safe: what a task returns through XCom."""
