@@ -296,6 +296,9 @@ def ingest_responses(
         checked = validate_responses(dataset, frame, until, settings, keys)
         stage = f"stage_{dataset}"
         with warehouse.begin() as conn:
+            # Concurrent runs (a backfill beside the hourly run) take turns per dataset: upserts of the same
+            # rows in different orders could otherwise deadlock, and attribution reads what the other wrote.
+            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:lock))"), {"lock": f"smarketing_responses:{dataset}"})
             conn.exec_driver_sql(f"create temporary table {stage} ({_STAGE[dataset]}) on commit drop")
             clean = checked.clean
             for column in _STAGE_COLUMNS[dataset]:

@@ -59,6 +59,7 @@ def redeem_referrals(warehouse: sa.Engine, *, until: datetime, run_id: str,
     settings = settings or ResponsesSettings()
     started = time.perf_counter()
     with warehouse.begin() as conn:
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('smarketing_responses:referrals'))"))
         conn.execute(sa.text(f"""
             create temporary table candidate_referrals on commit drop as
             select o.order_id, o.customer_id as referred, upper(trim(o.discount_code)) as code, o.ordered_at,

@@ -146,3 +146,33 @@ def test_suppression_is_honoured_by_the_very_next_outreach_planning(shop, wareho
                    "where kind = 'review_request'")}
     assert planned["C2"][0] == "planned"
     assert planned["C1"][0] == "skipped" and "suppressed" in planned["C1"][1]
+
+
+def test_concurrent_runs_do_not_collide(shop, warehouse):
+    """A backfill and the hourly run over the same rows at once: no error, no duplicate, same end state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with warehouse.begin() as conn:
+        for n in range(40):
+            add_customer(conn, f"C{n}", f"c{n}@example.com")
+    with shop.begin() as conn:
+        for n in range(40):
+            kind = ("open", "unsubscribe", "bounce", "complaint")[n % 4]
+            shop_insert(conn, "email_events", event_id=f"E{n}", email=f"c{n % 20}@example.com", event_type=kind,
+                        occurred_at=T0 + timedelta(minutes=n))
+            shop_insert(conn, "social_posts", post_id=f"P{n}", platform="x", customer_id=f"C{n}", followers=n,
+                        posted_at=T0 + timedelta(minutes=n))
+    settings = ResponsesSettings(batch_rows=7)
+
+    def run(run_id: str) -> None:
+        for dataset in ("email_events", "social_posts"):
+            ingest_responses(ResponseSqlSource(shop), dataset, warehouse, until=UNTIL, run_id=run_id,
+                             settings=settings, keys=[KEY])
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(run, ["a", "b", "c"]))
+    after_concurrent = snapshot(warehouse)
+    assert len(after_concurrent["email_events"]) == 40 and len(after_concurrent["social_posts"]) == 40
+    assert len(after_concurrent["suppressions"]) == 15
+    run("d")
+    assert snapshot(warehouse) == after_concurrent
