@@ -48,3 +48,21 @@ def test_languages_on_several_processes_match_one():
     texts = ["Absolutely love this tee, the fabric is soft.", "Sehr schönes Shirt, angenehmer Stoff.",
              "Très bonne qualité, livraison rapide.", "Good."] * 600
     assert detect_languages(texts, processes=2) == detect_languages(texts, processes=1)
+
+
+def test_a_response_later_than_the_run_is_rejected_if_a_source_delivers_it():
+    """Sources only deliver rows up to the run's time; should one not, the row is quarantined, not stored."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from smarketing_tasks.responses.settings import ResponsesSettings
+    from smarketing_tasks.responses.validate import validate_responses
+
+    until = datetime(2026, 6, 1, tzinfo=UTC)
+    frame = pd.DataFrame({"review_id": ["now", "later"], "rating": ["5", "5"], "body": ["ok", "ok"],
+                          "created_at": ["2026-05-31T10:00:00Z", "2099-01-01T00:00:00Z"]})
+    checked = validate_responses("reviews", frame, until, ResponsesSettings(), [])
+    assert list(checked.clean["review_id"]) == ["now"]
+    assert [(row, rule) for row, rule, _ in checked.rejects] == [(1, "future_created_at")]
+    assert checked.max_change == datetime(2026, 5, 31, 10, tzinfo=UTC)  # the watermark never jumps ahead
