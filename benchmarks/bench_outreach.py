@@ -145,7 +145,13 @@ class Count:
         Count.n += 1
         return "250 OK"
 port = int(sys.argv[1])
-controller = Controller(Count(), hostname="127.0.0.1", port=port)
+tls = {}
+if len(sys.argv) > 2:  # STARTTLS with this certificate and key
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    tls = {"tls_context": context, "require_starttls": True}
+controller = Controller(Count(), hostname="127.0.0.1", port=port, **tls)
 controller.start()
 print("ready", flush=True)
 sys.stdin.readline()
@@ -154,12 +160,39 @@ controller.stop()
 """
 
 
+def self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (and its key), trusted by the client through SSL_CERT_FILE."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(AS_OF - timedelta(days=1))
+            .not_valid_after(AS_OF + timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
 class SmtpProcess:
+    tls: tuple[str, str] | None = None  # (certificate, key): the server requires STARTTLS
+
     def __enter__(self):
         from smarketing_tasks.outreach.mailbox import pick_port
 
         self.port = pick_port(8125)
-        self.process = subprocess.Popen([sys.executable, "-c", _SMTP_SERVER, str(self.port)], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", _SMTP_SERVER, str(self.port), *(self.tls or ())],
+                                        stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"
         return self
@@ -177,7 +210,8 @@ class SmtpProcess:
             self.process.kill()
 
 
-def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[int], rounds: int) -> list[dict]:
+def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[int], rounds: int,
+               tls: bool = False) -> list[dict]:
     """Alternate our sender (each lane count) and the baseline, ``rounds`` times: the machine's load drifts."""
     from dataclasses import replace
 
@@ -188,6 +222,11 @@ def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[in
     from smarketing_tasks.outreach.channels import SmtpParams, send_one_connection_per_message
     from smarketing_tasks.outreach.rendering import MessageData, Renderer
 
+    if tls:  # STARTTLS as production SMTP servers require it (Airflow's SMTP hook defaults to TLS too)
+        import tempfile
+
+        SmtpProcess.tls = self_signed_certificate(Path(tempfile.mkdtemp(prefix="bench-smtp-tls-")))
+        os.environ["SSL_CERT_FILE"] = SmtpProcess.tls[0]
     url = _fresh_warehouse(admin, "bench_outreach_send")
     fill(url, messages, messages, clean=True)
     engine = make_engine(url)
@@ -207,7 +246,7 @@ def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[in
             settings = replace(OutreachSettings(), link_signing_key="bench", connections=connections)
             with SmtpProcess() as server:
                 started, cpu = time.perf_counter(), time.process_time()
-                report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port), clock,
+                report = send_outreach(engine, AS_OF, settings, SmtpParams(port=server.port, starttls=tls), clock,
                                        worker="bench", warn=lambda _: None)
                 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
                 received = server.received()
@@ -218,7 +257,7 @@ def bench_send(admin: str, messages: int, baseline_messages: int, lanes: list[in
                             "load_average_1m": os.getloadavg()[0]})
             print(json.dumps(results[-1]), flush=True)
         with SmtpProcess() as server:
-            params = SmtpParams(port=server.port)
+            params = SmtpParams(port=server.port, starttls=tls)
             started, cpu = time.perf_counter(), time.process_time()
             for data in samples:
                 send_one_connection_per_message(params, renderer.render(data, clock()))
@@ -246,6 +285,7 @@ def main() -> int:
     parser.add_argument("--plan-orders", type=int, nargs="*", default=[])
     parser.add_argument("--send", type=int, help="emails to send (e.g. 10000)")
     parser.add_argument("--connections", type=int, nargs="*", default=[4], help="sender lanes to measure")
+    parser.add_argument("--tls", action="store_true", help="the server requires STARTTLS (self-signed, trusted)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (medians are reported)")
     parser.add_argument("--baseline", type=int, help="emails for the one-connection-per-message baseline "
                                                      "(default: the same number)")
@@ -254,7 +294,7 @@ def main() -> int:
     for orders in args.plan_orders:
         print(json.dumps(bench_plan(admin, orders)), flush=True)
     if args.send:
-        bench_send(admin, args.send, args.baseline or args.send, args.connections, args.rounds)
+        bench_send(admin, args.send, args.baseline or args.send, args.connections, args.rounds, args.tls)
     return 0
 
 

@@ -149,9 +149,12 @@ class SmtpChannel:
 
 
 def send_one_connection_per_message(params: SmtpParams, message: RenderedMessage) -> None:
-    """The baseline the benchmark compares with: connect, send, quit for every message."""
-    with smtplib.SMTP(params.host, params.port, timeout=params.timeout) as client:
-        client.sendmail(message.envelope_from, [message.envelope_to], message.raw)
+    """The baseline the benchmark compares with: connect (and TLS, login), send, quit for every message."""
+    session = SmtpSession(params, message.from_address)
+    try:
+        session.send(message)
+    finally:
+        session.close()
 
 
 # --- signed JSON webhook (SMS providers, email-service APIs) -------------------------------------------
