@@ -198,10 +198,13 @@ def _score_partitions(url: str, partitions: list[int], partition_count: int) -> 
 
     engine = make_engine(url)
     started = time.perf_counter()
+    phases: dict[str, float] = {}
     for partition in partitions:
-        score_partition(engine, NOW, partition, ScoringSettings(partitions=partition_count))
+        result = score_partition(engine, NOW, partition, ScoringSettings(partitions=partition_count))
+        for phase, seconds in result["seconds"].items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
     engine.dispose()
-    return time.perf_counter() - started, _usage()
+    return time.perf_counter() - started, {**_usage(), "phases": phases}
 
 
 def _finalize(url: str) -> tuple[float, dict, dict]:
@@ -232,6 +235,8 @@ def run(url: str, partitions: int, workers: int) -> dict:
             "total_s": round(prepare_s + score_s + finalize_s, 1),
             "python_cpu_s": round(prepare_usage["cpu_s"] + finalize_usage["cpu_s"]
                                   + sum(r[1]["cpu_s"] for r in results), 1),
+            "score_phases_s": {k: round(sum(r[1]["phases"].get(k, 0) for r in results), 1)
+                               for k in ("read", "score", "delete", "write")},
             "peak_rss_mib": round(max(peaks) / 2**20),
             "peak_rss_prepare_mib": round(prepare_usage["peak_rss"] / 2**20),
             "peak_rss_score_worker_mib": round(max(r[1]["peak_rss"] for r in results) / 2**20),

@@ -297,29 +297,53 @@ def read_partition(conn: sa.Connection, score_date: date, partition: int) -> pd.
 def score_partition(engine: sa.Engine, as_of: datetime, partition: int, settings: ScoringSettings) -> dict:
     """Score one partition and replace its rows for the date; returns counts per segment."""
     score_date = score_date_of(as_of)
+    clock = _Clock()
     with engine.connect() as conn:
         model = load_value_model(conn, score_date)
         frame = read_partition(conn, score_date, partition)
+    clock.lap("read")
     scored = score_customers(frame, model, settings)
     scored["score_date"] = score_date
     scored["scored_at"] = as_of.isoformat()
     candidates = follow_up_candidates(scored, settings)
     candidates["score_date"] = score_date
     candidates["partition_no"] = partition
+    clock.lap("score")
     with engine.begin() as conn:
-        conn.execute(sa.text("""
-            delete from smarketing.advocate_scores a using smarketing.score_inputs i
-            where i.score_date = :d and i.partition_no = :p and a.score_date = :d and a.customer_id = i.customer_id"""),
-            {"d": score_date, "p": partition})
+        rerun = conn.execute(sa.text("select exists (select 1 from smarketing.advocate_scores where score_date = :d)"),
+                             {"d": score_date}).scalar()
+        if rerun:  # a retry or rerun of the date: replace this partition's rows
+            conn.execute(sa.text("""
+                delete from smarketing.advocate_scores a using smarketing.score_inputs i
+                where i.score_date = :d and i.partition_no = :p and a.score_date = :d
+                  and a.customer_id = i.customer_id"""), {"d": score_date, "p": partition})
+        clock.lap("delete")
         copy_frame(conn, "smarketing.advocate_scores", scored, SCORE_COLUMNS)
         conn.execute(sa.text("delete from smarketing.follow_up_candidates where score_date = :d and partition_no = :p"),
                      {"d": score_date, "p": partition})
         copy_frame(conn, "smarketing.follow_up_candidates", candidates,
                    ["score_date", "partition_no", "customer_id", "reason", "owner_team", "review_excerpt",
                     "suggested_questions", "priority_weight"])
+    clock.lap("write")
     counts = scored["segment"].value_counts().to_dict()
     return {"partition": partition, "customers": len(scored), "follow_up_candidates": len(candidates),
-            "segments": {k: int(v) for k, v in sorted(counts.items())}}
+            "segments": {k: int(v) for k, v in sorted(counts.items())}, "seconds": clock.laps}
+
+
+class _Clock:
+    """Seconds per phase, for the task log (where a slow partition spends its time)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.perf_counter
+        self._last = self._now()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
 
 
 FINALIZE_SQL = """
