@@ -146,7 +146,7 @@ def run_suite(
     settings = settings or QualitySettings()
     suite = load_suite(suite_name)
     started = time.perf_counter()
-    threshold = suite.max_bad_share if suite.max_bad_share is not None else settings.max_bad_share
+    threshold = settings.threshold_for(suite.name, suite.max_bad_share)
     is_frame = isinstance(data, pd.DataFrame)
     engine: sa.Engine | None = warehouse if is_frame else data
     chosen: Mode = "pandas" if is_frame else (mode or settings.force_mode or suite.mode)  # type: ignore[assignment]

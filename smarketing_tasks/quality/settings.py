@@ -24,6 +24,16 @@ class QualitySettings:
     force_mode: str = ""
     # Where Data Docs HTML is built; empty: <SMARKETING_DATA_DIR>/data_docs.
     data_docs_dir: str = ""
+    # Per-suite thresholds that win over the suite files, e.g. "orders=0.2,customers=0.1": the operator's lever
+    # to let a known-bad batch pass once, so that its broken rows move to the quarantine and the loop goes on.
+    threshold_overrides: str = ""
+
+    def threshold_for(self, suite: str, suite_default: float | None) -> float:
+        for item in filter(None, (part.strip() for part in self.threshold_overrides.split(","))):
+            name, _, value = item.partition("=")
+            if name.strip() == suite:
+                return float(value)
+        return suite_default if suite_default is not None else self.max_bad_share
 
     def data_docs_path(self) -> Path:
         if self.data_docs_dir:

@@ -70,11 +70,32 @@ def audit_loaded(engine: sa.Engine, load_results: Sequence[dict], *, run_id: str
     results = []
     for name in [n for n in order if n in windows]:  # customers first: orders then report moved customers
         since, until = windows[name]
+        since = _unpassed_since(engine, name, since, run_id=run_id, run_time=run_time)
         results.append(run_suite(engine, name, run_id=run_id, run_time=run_time, since=since, until=until,
                                  settings=settings))
         _say(results[-1], say)
     _raise_if_failed(results)
     return [r.as_dict() for r in results]
+
+
+def _unpassed_since(engine: sa.Engine, suite: str, since: datetime | None, *, run_id: str,
+                    run_time: datetime) -> datetime | None:
+    """Widen a window back to the last run of ``suite`` that passed, when runs since then failed.
+
+    A failed batch stays loaded (nothing is moved past the threshold) while the watermark moves on; without
+    this the next hour would audit only its own rows and publish the broken ones. It stays in every audit
+    until fixed at the source, or released with ``threshold_overrides`` (docs/data-quality.md).
+    """
+    with engine.connect() as conn:
+        last_failed, last_passed = conn.execute(sa.text(
+            "select max(run_time) filter (where not success), max(run_time) filter (where success) "
+            "from smarketing.validation_runs where suite = :suite and run_id <> :run_id and run_time <= :t"),
+            {"suite": suite, "run_id": run_id, "t": run_time}).one()
+    if last_failed is None or (last_passed is not None and last_passed > last_failed):
+        return since
+    if last_passed is None:
+        return None
+    return last_passed if since is None or since > last_passed else since
 
 
 def audit_purchases(engine: sa.Engine, ingest_results: Sequence[dict], *, run_id: str, run_time: datetime,

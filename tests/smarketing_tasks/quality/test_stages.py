@@ -236,3 +236,42 @@ def test_reviews_loaded_from_two_sources_are_validated_once_over_both_windows(wa
     language = next(r for r in warned if r.get("expectation") == "expect_column_values_to_match_regex(language)")
     assert language["success"] is False and language["sample"] == ["English"]  # a warning: recorded, not moved
     assert _count(warehouse, "select count(*) from smarketing.reviews") == 60
+
+
+def test_a_failed_batch_stays_in_the_audit_until_fixed_or_released_by_an_operator(warehouse):
+    from smarketing_tasks.quality import QualitySettings
+
+    def load(first: int, count: int, updated_at: datetime, bad_every: int = 0) -> None:
+        rows = []
+        for n in range(first, first + count):
+            row = order(n) | {"updated_at": updated_at, "ordered_at": updated_at - timedelta(days=3),
+                              "shipped_at": updated_at - timedelta(days=2), "delivered_at": updated_at}
+            if bad_every and n % bad_every == 0:
+                row["currency"] = "XAU"
+            rows.append(row)
+        with warehouse.begin() as conn:
+            conn.execute(sa.text(
+                "insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at, "
+                "total_amount, currency, updated_at, source) values (:order_id, :customer_id, :ordered_at, :status, "
+                ":shipped_at, :delivered_at, :total_amount, :currency, :updated_at, :source)"), rows)
+
+    def audit(hour: int, settings: QualitySettings | None = None):
+        until = END + timedelta(hours=hour)
+        window = {"dataset": "orders", "window_start": (until - timedelta(hours=1)).isoformat(),
+                  "window_end": until.isoformat()}
+        return audit_purchases(warehouse, [window], run_id=f"hour-{hour}", run_time=until, settings=settings,
+                               say=lambda _: None)
+
+    load(0, 100, END, bad_every=10)
+    with pytest.raises(QualityGateFailed, match="XAU"):
+        audit(0)
+    load(100, 50, END + timedelta(minutes=30))
+    with pytest.raises(QualityGateFailed, match=r"10 of 150 rows \(6.7%\)"):
+        audit(1)  # the next hour's window alone is clean, but the broken batch is still unpublished
+
+    released = audit(2, QualitySettings(threshold_overrides="orders=0.2"))
+    assert released[0]["rows_checked"] == 150 and released[0]["rows_quarantined"] == 10
+    assert _count(warehouse, "select count(*) from smarketing.orders where currency = 'XAU'") == 0
+
+    load(200, 50, END + timedelta(hours=2, minutes=30))
+    assert audit(3)[0]["rows_checked"] == 50  # back to its own window
