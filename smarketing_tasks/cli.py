@@ -192,6 +192,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 seed=args.seed, end=_when(args.end), fresh=args.fresh), say)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The whole loop at scale, stage by stage, against the COPY floor (see smarketing_tasks.benchmark)."""
+    from smarketing_tasks.benchmark import STAGES, run_bench, table
+
+    admin = args.pg_url
+    if admin is None:
+        from smarketing_tasks import embedded
+
+        admin = embedded.ensure_running(Path(args.data_dir) / "bench-postgres", preferred_port=54349).url()
+    stages = tuple(args.stages.split(",")) if args.stages else STAGES
+    figures = run_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say, stages)
+    say("")
+    say(table(figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smarketing", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--as-of", help="the run's logical time, used in the file name (ISO, default today)")
     rep.add_argument("--out-dir", default=str(DATA_DIR / "reports"))
     rep.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser("bench", help="run every stage of the loop at scale and compare with the COPY floor")
+    bench.add_argument("--purchases", type=int, default=100_000)
+    bench.add_argument("--days", type=int, default=365)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--end", default="2026-11-22", help="the shop's last day and the loop's 'now'")
+    bench.add_argument("--stages", help="comma-separated subset of the stages, in order")
+    bench.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: an embedded one)")
+    bench.add_argument("--data-dir", default=str(DATA_DIR))
+    bench.set_defaults(func=cmd_bench)
 
     emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")
     emb.add_argument("action", choices=["start", "stop"])

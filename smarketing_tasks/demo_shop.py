@@ -260,3 +260,82 @@ def write_shop(engine: sa.Engine, tables: dict[str, pd.DataFrame], replace: bool
             counts[dataset] = copy_frame(conn, f"shop.{dataset}", frame, columns)
         conn.exec_driver_sql("analyze")
     return counts
+
+
+REVIEW_TEXTS = {
+    1: ("Arrived broken and nobody answered my emails.", "Terrible quality, fell apart after one wash.",
+        "Never again. Wrong size and the return was a nightmare."),
+    2: ("Disappointed, the colour is nothing like the photos.", "Too small and the seams came loose.",
+        "Slow delivery and the box was damaged."),
+    3: ("Good.", "ok", "It was alright.", "Fine I guess.", "Does the job."),
+    4: ("Good.", "Nice fit, fast delivery.", "Pretty good overall, the sleeves are a bit long.", "Fine."),
+    5: ("Absolutely love it! Best purchase this year.", "Great quality and super fast shipping, thank you!",
+        "Perfect fit, lovely fabric. Already ordered another one.", "Fantastic service, highly recommend."),
+}
+
+
+def generate_responses(tables: dict[str, pd.DataFrame], spec: ShopSpec, review_share: float = 0.12,
+                       poster_share: float = 0.02) -> dict[str, pd.DataFrame]:
+    """Reviews, social posts and email events at scale (vectorised), for benchmarks of the whole loop.
+
+    The demo itself uses the customer simulator, which answers the messages actually sent; this
+    generator only needs plausible volumes and mixes: stars skewed high, a share of faint "Good."
+    answers, consent to publish for most, a few incentivised reviews, posts with follower counts,
+    unsubscribes, bounces and complaints.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(spec.seed + 1)
+    end = pd.Timestamp(spec.end)
+    orders, items, customers = tables["orders"], tables["order_items"], tables["customers"]
+    delivered = orders[orders["delivered_at"].notna()]
+    reviewed = delivered.sample(frac=review_share, random_state=int(rng.integers(0, 2**31)))
+    n = len(reviewed)
+    ratings = rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.05, 0.12, 0.30, 0.48])
+    bodies = np.array([REVIEW_TEXTS[r][i % len(REVIEW_TEXTS[r])] for r, i in zip(ratings, rng.integers(0, 12, n),
+                                                                                  strict=True)], dtype=object)
+    created = (reviewed["delivered_at"] + pd.to_timedelta(rng.uniform(0.5, 14, n), unit="D")).dt.floor("s")
+    first_sku = items.drop_duplicates("order_id").set_index("order_id")["sku"]
+    reviews = pd.DataFrame({
+        "review_id": [f"R{i:09d}" for i in range(1, n + 1)],
+        "order_id": reviewed["order_id"].to_numpy(),
+        "customer_id": reviewed["customer_id"].to_numpy(),
+        "sku": first_sku.reindex(reviewed["order_id"]).to_numpy(),
+        "rating": ratings,
+        "title": None,
+        "body": bodies,
+        "consent_to_publish": rng.random(n) < 0.6,
+        "incentivized": rng.random(n) < 0.03,
+        "created_at": created.to_numpy(),
+    })
+    reviews = reviews[reviews["created_at"] <= end].reset_index(drop=True)
+
+    posters = customers.sample(frac=poster_share, random_state=int(rng.integers(0, 2**31)))
+    m = len(posters)
+    posted = (posters["created_at"] + pd.to_timedelta(rng.uniform(1, 60, m), unit="D")).dt.floor("s")
+    posts = pd.DataFrame({
+        "post_id": [f"P{i:08d}" for i in range(1, m + 1)],
+        "platform": rng.choice(["instagram", "tiktok", "x", "facebook"], m),
+        "author_handle": "@" + posters["customer_id"].str.lower().to_numpy(),
+        "customer_id": posters["customer_id"].to_numpy(),
+        "referral_code": None,
+        "body": rng.choice(["Loving my new hoodie from @shop!", "Best tee ever", "meh, it's ok"], m),
+        "followers": rng.lognormal(5, 1.5, m).astype(int),
+        "url": [f"https://social.example/p/{i}" for i in range(1, m + 1)],
+        "posted_at": posted.to_numpy(),
+    })
+    posts = posts[posts["posted_at"] <= end].reset_index(drop=True)
+
+    contacts = customers.sample(frac=0.25, random_state=int(rng.integers(0, 2**31)))
+    k = len(contacts)
+    kinds = rng.choice(["open", "click", "unsubscribe", "bounce", "complaint"], k, p=[0.7, 0.22, 0.05, 0.025, 0.005])
+    occurred = (contacts["created_at"] + pd.to_timedelta(rng.uniform(1, 30, k), unit="D")).dt.floor("s")
+    events = pd.DataFrame({
+        "event_id": [f"E{i:09d}" for i in range(1, k + 1)],
+        "email": contacts["email"].to_numpy(),
+        "event_type": kinds,
+        "occurred_at": occurred.to_numpy(),
+    })
+    events = events[events["occurred_at"] <= end].reset_index(drop=True)
+    return {"reviews": reviews, "social_posts": posts, "email_events": events}
