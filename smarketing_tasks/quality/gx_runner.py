@@ -129,9 +129,7 @@ def run_gx(
     if mode == "sql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"create view {BATCH_VIEW_SCHEMA}.{view} as {query}")
-        # The same SQLAlchemy URL as the warehouse engine (the Airflow connection): no second set of settings.
-        datasource = context.data_sources.add_postgres(
-            source_name, connection_string=engine.url.render_as_string(hide_password=False))
+        datasource = _sql_datasource(context, source_name, engine)
         asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
     else:
         datasource = context.data_sources.add_pandas(source_name)
@@ -190,6 +188,20 @@ def _outcome(spec: ExpectationSpec, kwargs: dict[str, Any], item) -> Expectation
         spec, kwargs, success=bool(item.success), unexpected_count=count, sample=sample, rows=rows,
         observed_value=result.get("observed_value"),
     )
+
+
+def _sql_datasource(context, name: str, engine: sa.Engine):
+    """A GX SQL data source on the warehouse, from the engine's own SQLAlchemy URL (the Airflow connection's):
+    no second set of connection settings. GX's PostgreSQL type rejects URLs without a host (a unix socket in
+    ``?host=``); its generic SQL type takes them and runs the same PostgreSQL dialect.
+    """
+    from great_expectations.compatibility.pydantic import ValidationError
+
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        return context.data_sources.add_postgres(name, connection_string=url)
+    except ValidationError:
+        return context.data_sources.add_sql(name, connection_string=url)
 
 
 def _merged(first, second):
