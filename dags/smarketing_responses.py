@@ -17,7 +17,9 @@ Every hour, reads what customers did since the last load (a watermark per source
 Each review, post and referral is attributed to the ask that produced it: the signed link token first,
 else the latest ask to the same customer (and order) within `attribution_window`. Bad rows go to
 `smarketing.quarantine` with a reason per rule; text is stored as plain text (markup removed).
-Then the Asset `smarketing://responses` is emitted for `smarketing_score`.
+`audit_responses` then validates the rows loaded in this run's windows with the Great Expectations
+suites `reviews`, `social_posts` and `email_events` (a breached suite fails without retries and
+nothing is announced), and the Asset `smarketing://responses` is emitted for `smarketing_score`.
 
 * **Connections**: `smarketing_shop`, `smarketing_warehouse`, optional `smarketing_review_platform`
   (extra `{"format": "judgeme", "path": "/exports/reviews.csv"}`).
@@ -124,6 +126,19 @@ def smarketing_responses():
               f"of {result.rows_read:,} candidate orders")
         return result.as_dict()
 
+    @task
+    def audit_responses(shop: list[dict | None], platform: dict | None) -> list[dict]:
+        """Validate the loaded windows with the reviews, social_posts and email_events GX suites (before publish)."""
+        from smarketing_airflow.connections import warehouse_engine
+        from smarketing_airflow.quality import quality_gate, quality_settings
+
+        from smarketing_tasks.quality.stages import audit_loaded
+
+        context = get_current_context()
+        with quality_gate():
+            return audit_loaded(warehouse_engine(), [r for r in [*shop, platform] if r], run_id=context["run_id"],
+                                run_time=_run_time(context), settings=quality_settings())
+
     @task(outlets=[RESPONSES])
     def publish_responses(shop: list[dict | None], platform: dict | None, referrals: dict) -> dict:
         """Check quarantine shares, then announce new responses to scoring."""
@@ -149,7 +164,7 @@ def smarketing_responses():
     platform = ingest_platform_reviews()
     referrals = redeem_referrals()
     migrated >> [shop, platform, referrals]
-    publish_responses(shop, platform, referrals)
+    audit_responses(shop, platform) >> publish_responses(shop, platform, referrals)
 
 
 smarketing_responses()

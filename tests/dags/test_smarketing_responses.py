@@ -92,6 +92,14 @@ def test_responses_dag_loads_attributes_and_reruns_idempotently(airflow_db, loop
     # 1 shop review + 5 platform reviews kept (one spam, one unknown product quarantined), one bad rating.
     assert counts == {"reviews": 6, "social_posts": 1, "email_events": 1, "suppressions": 1, "referrals": 1,
                       "quarantine": 3, "attributed_review": f"{request}:token"}
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(loop_connections["smarketing_warehouse"])
+    with engine.connect() as conn:  # audited before publishing: one suite run per loaded dataset
+        audited = dict(conn.execute(sa.text(
+            "select suite, rows_checked from smarketing.validation_runs where run_id = :r"), {"r": run.run_id}).all())
+    engine.dispose()
+    assert set(audited) == {"reviews", "social_posts", "email_events"} and audited["reviews"] >= 6
     with create_session() as session:
         events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
         assert [e.asset.uri.rstrip("/") for e in events] == ["smarketing://responses"]
