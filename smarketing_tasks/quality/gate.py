@@ -138,7 +138,8 @@ def run_suite(
     ``data``: a DataFrame (validated in pandas), or the warehouse engine, in which case the batch is the
     suite's table (or ``table``, e.g. a staging table) restricted by the suite's ``batch_filter`` over
     (``since``, ``until``] when either is given, and by ``where`` (SQL over alias ``t``). ``warehouse``
-    records runs and quarantine for frames (for an engine it is ``data``); ``run_time`` is the run's
+    records runs and quarantine for frames (for an engine it is ``data``; without it a frame's broken rows
+    are reported but stay in ``clean``, since nothing may be dropped unrecorded); ``run_time`` is the run's
     logical time, used to order history; ``source`` names a frame's origin in the quarantine.
     """
     import pandas as pd
@@ -205,7 +206,8 @@ def run_suite(
         success=not problems, problems=problems, warnings=warnings, outcomes=outcomes,
         distributions=distributions, seconds=0.0,
     )
-    move = result.success and suite.on_bad_rows == "move"
+    # Rows leave the batch only when they can be recorded: a frame checked without a warehouse keeps them.
+    move = result.success and suite.on_bad_rows == "move" and engine is not None
     if is_frame:
         rejects = _frame_rejects(suite, frame, bad_rows) if bad_rows else None
         keep = ~frame[ROW_REF].isin(bad_rows.keys()) if move and bad_rows else None

@@ -117,3 +117,16 @@ def test_rerun_of_the_same_run_replaces_its_record_and_never_duplicates_quaranti
 
     assert _scalar(warehouse, "select count(*) from smarketing.validation_runs") == 1
     assert _scalar(warehouse, "select count(*) from smarketing.quarantine") == 2  # regex and set, once each
+
+
+def test_without_a_warehouse_a_frame_keeps_its_broken_rows_nothing_is_dropped_unrecorded():
+    import pandas as pd
+
+    frame = pd.DataFrame([_order(n) for n in range(30)])
+    frame["total_amount"] = frame["total_amount"].astype(float)
+    frame.loc[3, "total_amount"] = -1.0
+
+    result = run_suite(frame, "orders", run_id="offline")
+
+    assert result.success and result.rows_bad == 1 and result.rows_quarantined == 0
+    assert len(result.clean) == 30 and result.validation_id is None
