@@ -31,9 +31,10 @@ def _settings_classes() -> dict[str, type]:
 def test_every_setting_is_documented():
     classes = _settings_classes()
     assert {"IngestSettings", "AlertSettings", "PrivacySettings", "HealthSettings"} <= set(classes)
-    missing = [f"SMARKETING_{field.name.upper()} ({name})" for name, cls in classes.items()
-               for field in dataclasses.fields(cls) if f"`SMARKETING_{field.name.upper()}`" not in DOC]
-    assert not missing, "document these in docs/operations.md (Settings): " + ", ".join(missing)
+    missing = [f"| `SMARKETING_{field.name.upper()}` | `{field.default!r}` | ({name}: say what it does) |"
+               for name, cls in classes.items() for field in dataclasses.fields(cls)
+               if f"`SMARKETING_{field.name.upper()}`" not in DOC]
+    assert not missing, "add these rows to docs/operations.md (Settings):\n" + "\n".join(missing)
 
 
 def test_documented_settings_exist():
