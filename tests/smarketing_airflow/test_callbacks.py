@@ -202,3 +202,18 @@ def test_deadline_alert_serialises_with_a_dag():
               deadline=deadline_alert(timedelta(hours=2)))
     text = json.dumps(DagSerialization.to_dict(dag))
     assert "smarketing_airflow.callbacks.deadline_missed" in text
+
+
+def test_every_task_of_every_dag_alerts_on_failure():
+    from airflow.dag_processing.dagbag import DagBag
+    from smarketing_airflow.callbacks import alert_on_failure
+
+    from tests.dags.test_dag_integrity import DAGS_FOLDER
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.dags
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert alert_on_failure in callbacks, f"{dag.dag_id}.{task.task_id} does not alert on failure"
