@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ def referral_code(customer_id: str) -> str:
 @dataclass
 class PlanResult:
     counts: Counter = field(default_factory=Counter)  # (kind, status, reason) -> messages newly written
+    step_seconds: dict[str, float] = field(default_factory=dict)  # where planning spent its time
 
     @property
     def planned(self) -> int:
@@ -46,7 +48,8 @@ class PlanResult:
         for (_, status, reason), n in self.counts.items():
             if status == "skipped":
                 reasons[reason] += n
-        return {"planned": self.planned, "skipped": self.skipped, "skipped_by_reason": dict(reasons)}
+        return {"planned": self.planned, "skipped": self.skipped, "skipped_by_reason": dict(reasons),
+                "step_seconds": {k: round(v, 2) for k, v in self.step_seconds.items()}}
 
 
 _SETUP = """
@@ -299,19 +302,20 @@ def plan(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, variant
         for statement in _SETUP.split(";"):
             if statement.strip():
                 conn.exec_driver_sql(statement)
-        _bind(conn, _REVIEW_REQUESTS, params)
-        _bind(conn, _REMINDERS, params)
-        if settings.share_asks:
-            _bind(conn, _SHARE_ASKS, params)
-        for statement in _COOLDOWN.split(";"):
-            if statement.strip():
-                _bind(conn, statement, params)
-        _bind(conn, _CAP, params)
+        steps = [("review_requests", _REVIEW_REQUESTS), ("reminders", _REMINDERS)]
+        steps += [("share_asks", _SHARE_ASKS)] if settings.share_asks else []
+        steps += [("cooldown", s) for s in _COOLDOWN.split(";") if s.strip()] + [("cap", _CAP)]
+        for name, statement in steps:
+            started = time.perf_counter()
+            _bind(conn, statement, params)
+            result.step_seconds[name] = result.step_seconds.get(name, 0.0) + time.perf_counter() - started
+        started = time.perf_counter()
         share_customers = set()
         for row in conn.execute(sa.text(_WRITE), {k: params[k] for k in ("variants", "request_ttl", "as_of", "run_id")}):
             result.counts[(row.kind, row.status, row.reason)] += row.n
             share_customers.update(row.share_customers or ())
         ensure_referral_codes(conn, share_customers, as_of)
+        result.step_seconds["write"] = time.perf_counter() - started
     return result
 
 
