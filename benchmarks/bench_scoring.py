@@ -176,6 +176,16 @@ def _counts(url: str) -> dict[str, int]:
     return counts
 
 
+def _clear_outputs(url: str) -> None:
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("truncate smarketing.advocate_scores, smarketing.follow_ups, smarketing.score_models, "
+                             "smarketing.score_inputs, smarketing.follow_up_candidates")
+    engine.dispose()
+
+
 def _usage() -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"peak_rss": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
@@ -252,6 +262,8 @@ def main() -> int:
     parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: embedded)")
     parser.add_argument("--keep", action="store_true", help="keep the generated databases (bench_scoring_<N>)")
     parser.add_argument("--reuse", action="store_true", help="reuse kept databases instead of generating again")
+    parser.add_argument("--rerun", action="store_true",
+                        help="with --reuse: keep the previous scores, measuring a rerun of the same date")
     args = parser.parse_args()
 
     from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
@@ -269,7 +281,10 @@ def main() -> int:
         url = with_database(admin, name)
         if args.reuse and not ensure_database(admin, name):
             counts = _counts(url)
-            print(f"reusing {name}: {counts}", flush=True)
+            if not args.rerun:  # measure the first scoring of the date, as after generation
+                _clear_outputs(url)
+            print(f"reusing {name}: {counts}" + (" (rerun: last run's scores kept)" if args.rerun else ""),
+                  flush=True)
         else:
             drop_database(admin, name)
             ensure_database(admin, name)
