@@ -112,12 +112,25 @@ def audit_responses(engine: sa.Engine, *, run_id: str, run_time: datetime, since
                         settings=settings, say=say)
 
 
-def audit_outbox(engine: sa.Engine, *, run_id: str, run_time: datetime, since: datetime | None, until: datetime,
+def audit_outbox(engine: sa.Engine, *, run_id: str, run_time: datetime, since: datetime | None = None,
                  settings: QualitySettings | None = None, say: Say = print) -> list[dict]:
-    """Outbox rows planned or sent after ``since`` (sending uses the real clock, so no upper bound on sent_at);
-    broken rows are recorded, never deleted."""
-    return audit_suites(engine, ("outreach_messages",), run_id=run_id, run_time=run_time, since=since, until=until,
-                        settings=settings, say=say)
+    """Outbox rows planned up to ``run_time`` or sent since ``since``; broken rows are recorded, never deleted.
+
+    ``since`` defaults to the last passing outbox audit (everything on the first run), so every message is
+    audited once at least and a failed audit's rows stay in the next one. Sending uses the real clock (the
+    staleness guard), so sent_at has no upper bound.
+    """
+    if since is None:
+        since = _last_passed(engine, "outreach_messages", run_id, run_time)
+    return audit_suites(engine, ("outreach_messages",), run_id=run_id, run_time=run_time, since=since,
+                        until=run_time, settings=settings, say=say)
+
+
+def _last_passed(engine: sa.Engine, suite: str, run_id: str, run_time: datetime) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "select max(run_time) from smarketing.validation_runs where suite = :suite and success "
+            "and run_id <> :run_id and run_time <= :t"), {"suite": suite, "run_id": run_id, "t": run_time}).scalar()
 
 
 def audit_scores(engine: sa.Engine, *, run_id: str, run_time: datetime, score_date: date,

@@ -182,13 +182,11 @@ def test_a_moved_customer_keeps_its_contact_data_in_the_quarantine_record(wareho
                       "p4@example.com", "ring ring")
 
 
-def test_a_message_sent_after_suppression_fails_the_outbox_audit_and_stays_in_the_outbox(warehouse):
+def _insert_messages(warehouse, numbers, planned_at: datetime) -> None:
     import hashlib
 
-    from smarketing_tasks.quality import audit_outbox
-
     with warehouse.begin() as conn:
-        for n in range(20):
+        for n in numbers:
             key = f"c{n}:o{n}:review_request:1"
             conn.execute(sa.text(
                 "insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind, "
@@ -196,13 +194,30 @@ def test_a_message_sent_after_suppression_fails_the_outbox_audit_and_stays_in_th
                 "values (:id, :key, :c, :o, 'review_request', 'email', 'a', 'marketing_consent', 'sent', :t, :exp, "
                 ":t, :sent, 1)"),
                 {"id": hashlib.sha256(key.encode()).hexdigest()[:32], "key": key, "c": f"c{n}", "o": f"o{n}",
-                 "t": END, "exp": END + timedelta(days=14), "sent": END + timedelta(hours=1)})
+                 "t": planned_at, "exp": planned_at + timedelta(days=14), "sent": planned_at + timedelta(hours=1)})
+
+
+def test_each_outbox_audit_covers_what_was_planned_or_sent_since_the_last_passing_one(warehouse):
+    from smarketing_tasks.quality import audit_outbox
+
+    _insert_messages(warehouse, range(20), END)
+    first = audit_outbox(warehouse, run_id="outreach-1", run_time=END + timedelta(hours=2), say=lambda _: None)
+    _insert_messages(warehouse, range(20, 25), END + timedelta(hours=3))
+    second = audit_outbox(warehouse, run_id="outreach-2", run_time=END + timedelta(hours=4), say=lambda _: None)
+
+    assert first[0]["rows_checked"] == 20 and second[0]["rows_checked"] == 5
+
+
+def test_a_message_sent_after_suppression_fails_the_outbox_audit_and_stays_in_the_outbox(warehouse):
+    from smarketing_tasks.quality import audit_outbox
+
+    _insert_messages(warehouse, range(20), END)
+    with warehouse.begin() as conn:
         conn.execute(sa.text("insert into smarketing.suppressions (email, customer_id, reason, source, suppressed_at) "
                              "values ('x@example.com', 'c9', 'unsubscribe', 'email_events', :t)"), {"t": END})
 
     with pytest.raises(QualityGateFailed) as failure:
-        audit_outbox(warehouse, run_id="outreach", run_time=END + timedelta(hours=2), since=END - timedelta(hours=1),
-                     until=END + timedelta(hours=2), say=lambda _: None)
+        audit_outbox(warehouse, run_id="outreach", run_time=END + timedelta(hours=2), say=lambda _: None)
 
     assert "suite 'outreach_messages'" in str(failure.value)
     assert "a message was sent after the customer was suppressed" in str(failure.value) and '"c9"' in str(failure.value)
