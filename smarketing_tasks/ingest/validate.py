@@ -242,6 +242,11 @@ def _split(dataset: str, frame: pd.DataFrame, typed: pd.DataFrame, problems: _Pr
     return clean, rejects
 
 
+def storable_text(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL bytes: keep each one visible as the escape ``\\u0000``."""
+    return text.replace("\x00", "\\u0000")
+
+
 def _reject_frame(dataset: str, frame: pd.DataFrame, records: list[tuple[int, str, str]]) -> pd.DataFrame:
     import pandas as pd
 
@@ -250,13 +255,13 @@ def _reject_frame(dataset: str, frame: pd.DataFrame, records: list[tuple[int, st
     raw_cache: dict[int, tuple[str, str, str | None]] = {}
     for row, rule, reason in records:
         if row not in raw_cache:
-            values = {k: (None if v is None or (isinstance(v, float) and v != v) else str(v))
+            values = {k: (None if v is None or (isinstance(v, float) and v != v) else storable_text(str(v)))
                       for k, v in frame.loc[row].items()}
             raw = json.dumps(values, sort_keys=True, ensure_ascii=False)
             key_parts = [values.get(k) for k in keys]
             record_key = None if all(p is None for p in key_parts) else "/".join(p or "" for p in key_parts)
             raw_cache[row] = (raw, hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest(), record_key)
         raw, raw_hash, record_key = raw_cache[row]
-        rows.append({"_row": row, "record_key": record_key, "rule": rule, "reason": reason[:1000],
+        rows.append({"_row": row, "record_key": record_key, "rule": rule, "reason": storable_text(reason[:1000]),
                      "raw": raw, "raw_hash": raw_hash})
     return pd.DataFrame(rows, columns=["_row", "record_key", "rule", "reason", "raw", "raw_hash"])

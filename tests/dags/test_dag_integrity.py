@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-CONTRACT_DAG_IDS = {"smarketing_ingest"}
+CONTRACT_DAG_IDS = {"smarketing_ingest", "smarketing_outreach", "smarketing_responses", "smarketing_score"}
 
 
 @pytest.fixture(scope="module")

@@ -224,3 +224,18 @@ def test_indexes_lost_by_a_crashed_bulk_load_come_back_on_the_next_run(shop, war
     assert _index_names(warehouse, "orders") == before
     with warehouse.connect() as conn:
         assert conn.execute(sa.text("select count(*) from smarketing.deferred_indexes")).scalar() == 0
+
+
+def test_nul_bytes_are_quarantined_visibly_instead_of_failing_the_batch(tmp_path, warehouse):
+    (tmp_path / "customers.csv").write_bytes(
+        b"customer_id,first_name,updated_at\n"
+        b"C1,Ana,2026-01-01T00:00:00Z\n"
+        b"C2\x00,Bo\x00b,2026-01-01T00:00:00Z\n"
+    )
+    result = ingest_dataset(ExportFolderSource(tmp_path), "customers", warehouse,
+                            until=datetime(2026, 2, 1, tzinfo=UTC), run_id="r1")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    with warehouse.connect() as conn:
+        key, rule, name = conn.execute(sa.text(
+            "select record_key, rule, raw->>'first_name' from smarketing.quarantine")).one()
+    assert (key, rule, name) == ("C2\\u0000", "nul_byte", "Bo\\u0000b")
