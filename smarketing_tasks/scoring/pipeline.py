@@ -173,6 +173,7 @@ def prepare(engine: sa.Engine, as_of: datetime, settings: ScoringSettings) -> Pr
     with engine.begin() as conn:
         conn.exec_driver_sql("set local timezone = 'UTC'")
         conn.exec_driver_sql("set local work_mem = '256MB'")
+        conn.exec_driver_sql("set local jit = off")  # compiling this one-off query costs more than it saves
         conn.execute(sa.text("delete from smarketing.score_inputs where score_date = :d"), {"d": score_date})
         conn.execute(sa.text("delete from smarketing.follow_up_candidates where score_date = :d"), {"d": score_date})
         conn.execute(sa.text(PREPARE_SQL), params)
