@@ -230,12 +230,23 @@ class AirflowStack:
     def unpause(self, dag_id: str) -> None:
         self.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
-    def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None) -> dict:
-        # run_after = the logical date: queued before the run the scheduler creates on unpausing (ordered by it).
-        response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns",
-                                 json={"logical_date": logical_date, "run_after": logical_date, "conf": conf or {}})
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None,
+                data_interval: tuple[str, str] | None = None) -> dict:
+        body = {"logical_date": logical_date, "run_after": logical_date, "conf": conf or {}}
+        if data_interval:
+            body["data_interval_start"], body["data_interval_end"] = data_interval
+        response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
         response.raise_for_status()
         return response.json()
+
+    def trigger_next_interval(self, dag_id: str) -> dict:
+        """Trigger a paused time-scheduled DAG for the interval the scheduler would run on unpausing.
+
+        The scheduler skips creating a run whose logical date already exists, so unpausing afterwards
+        does not run the same latest interval a second time."""
+        dag = self.get(f"/dags/{dag_id}")
+        return self.trigger(dag_id, dag["next_dagrun_logical_date"], data_interval=(
+            dag["next_dagrun_data_interval_start"], dag["next_dagrun_data_interval_end"]))
 
     def runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
@@ -243,15 +254,15 @@ class AirflowStack:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
 
-    def upstream_runs(self, dag_id: str, run_id: str) -> set[str]:
-        """The runs whose Asset events started this run."""
+    def upstream_runs(self, dag_id: str, run_id: str) -> set[tuple[str, str]]:
+        """The runs (dag id, run id) whose Asset events started this run."""
         events = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
-        return {event["source_run_id"] for event in events}
+        return {(event["source_dag_id"], event["source_run_id"]) for event in events}
 
     def wait_for_run(self, dag_id: str, timeout_s: float, run_id: str | None = None,
-                     run_type: str | None = None, started_by: set[str] | None = None) -> dict:
+                     run_type: str | None = None, started_by: set[tuple[str, str]] | None = None) -> dict:
         """Wait until a run of ``dag_id`` has finished (a given run; or any of ``run_type``, consuming
-        Asset events of a run in ``started_by``); fail unless it succeeded."""
+        Asset events of a run in ``started_by``, as (dag id, run id)); fail unless it succeeded."""
         def finished():
             self.assert_running()
             for run in self.runs(dag_id):

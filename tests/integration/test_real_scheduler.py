@@ -15,12 +15,12 @@ import json
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import DEMO_END
 from tests.integration.airflow_stack import ROOT, AirflowStack, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -42,6 +42,12 @@ def _redis_available() -> bool:
         return False
 
 
+def _shop_end() -> datetime:
+    """The shop's history ends an hour before now: a real scheduler's runs happen now (asset-triggered runs
+    take the wall clock as their time), so the data must be recent whatever day the test runs."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
 @pytest.fixture
 def loop_databases(make_database) -> dict[str, str]:
     """Fresh metadata, shop (with a small demo shop) and warehouse databases."""
@@ -50,7 +56,7 @@ def loop_databases(make_database) -> dict[str, str]:
 
     urls = {name: make_database(f"e2e_{name}") for name in ("airflow", "shop", "warehouse")}
     shop = make_engine(urls["shop"])
-    write_shop(shop, generate(ShopSpec(customers=150, days=45, end=DEMO_END, seed=5)))
+    write_shop(shop, generate(ShopSpec(customers=150, days=45, end=_shop_end(), seed=5)))
     shop.dispose()
     return urls
 
@@ -117,8 +123,9 @@ def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
     time_driven = [d for d in loop if d not in asset_driven]
     assert "smarketing_ingest" in time_driven
 
-    logical = DEMO_END.isoformat()
-    triggered = {dag_id: stack.trigger(dag_id, logical)["dag_run_id"] for dag_id in time_driven}
+    # Each time-scheduled DAG is triggered for the interval the scheduler would run when unpaused, which
+    # keeps the scheduler from running that interval a second time.
+    triggered = {dag_id: stack.trigger_next_interval(dag_id)["dag_run_id"] for dag_id in time_driven}
     for dag_id in loop:
         stack.unpause(dag_id)
 
@@ -133,8 +140,10 @@ def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
         expression = json.dumps(details[dag_id]["asset_expression"])
         print(f"{dag_id} scheduled on {expression}")
         listens_to_purchases = "smarketing://purchases" in expression or '"smarketing_purchases"' in expression
-        started_by = {triggered["smarketing_ingest"]} if listens_to_purchases else set(triggered.values())
+        started_by = ({("smarketing_ingest", triggered["smarketing_ingest"])} if listens_to_purchases
+                      else set(triggered.items()))
         run = stack.wait_for_run(dag_id, RUN_TIMEOUT_S, run_type="asset_triggered", started_by=started_by)
+        print(f"{dag_id}: {run['dag_run_id']} started by {sorted(stack.upstream_runs(dag_id, run['dag_run_id']))}")
         task_instances[dag_id] = stack.task_instances(dag_id, run["dag_run_id"])
     print(stack.timeline())
     return task_instances
@@ -218,7 +227,11 @@ def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_si
     assert survivors == [], f"processes outlived the stack: {survivors}"
     _check_warehouse(loop_databases["warehouse"], task_instances)
 
-    ingest_hosts = {ti["hostname"] for ti in task_instances["smarketing_ingest"]}
-    assert ingest_hosts == set(workers), f"one run's tasks should be shared by both workers, got {ingest_hosts}"
-    all_hosts = {ti["hostname"] for tis in task_instances.values() for ti in tis if ti["state"] == "success"}
-    assert all_hosts == set(workers)
+    hosts_per_run = {dag_id: {ti["hostname"] for ti in tis if ti["state"] == "success"}
+                     for dag_id, tis in task_instances.items()}
+    print(f"workers per run: {hosts_per_run}")
+    # Which run gets split depends on what else is running at that moment (each worker takes one task at a
+    # time); over the loop's runs, with mapped tasks in ingest and scoring, at least one is shared.
+    shared = [dag_id for dag_id, hosts in hosts_per_run.items() if hosts == set(workers)]
+    assert shared, f"no run had its tasks executed by both workers: {hosts_per_run}"
+    assert set().union(*hosts_per_run.values()) == set(workers)
