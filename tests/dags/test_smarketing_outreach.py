@@ -77,3 +77,21 @@ def test_outreach_dag_is_scheduled_by_purchases_and_by_the_clock(airflow_db):
     assert type(dag.timetable.timetable).__name__ == "CronTriggerTimetable"  # due reminders without new purchases
     outlets = {o.uri.rstrip("/") for t in dag.tasks for o in t.outlets}
     assert outlets == {"smarketing://outreach"}
+
+
+def test_smtp_connection_extras_follow_airflows_smtp_provider(monkeypatch):
+    from smarketing_airflow.connections import smtp_params
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMARKETING_SMTP", raising=False)
+    assert smtp_params() is None  # no connection: the DAG falls back to the Maildir sink
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_SMTP", "smtp://mailer:s3cret@mail.example:587?disable_ssl=true"
+                       "&from_email=shop%40example.com&timeout=5")
+    params = smtp_params()
+    assert (params.host, params.port, params.login, params.password) == ("mail.example", 587, "mailer", "s3cret")
+    assert (params.use_ssl, params.starttls, params.timeout, params.from_email) == (False, True, 5.0,
+                                                                                    "shop@example.com")
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_SMTP", "smtp://mail.example")
+    params = smtp_params()
+    assert (params.port, params.use_ssl, params.starttls) == (465, True, False)  # the provider's default: SSL
