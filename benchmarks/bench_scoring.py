@@ -198,7 +198,7 @@ def _prepare(url: str, partitions: int) -> tuple[float, dict, str]:
 
     started = time.perf_counter()
     prepared = prepare(make_engine(url), NOW, ScoringSettings(partitions=partitions))
-    return time.perf_counter() - started, _usage(), prepared.notes
+    return time.perf_counter() - started, {**_usage(), "phases": prepared.seconds}, prepared.notes
 
 
 def _score_partitions(url: str, partitions: list[int], partition_count: int) -> tuple[float, dict]:
@@ -245,6 +245,7 @@ def run(url: str, partitions: int, workers: int) -> dict:
             "total_s": round(prepare_s + score_s + finalize_s, 1),
             "python_cpu_s": round(prepare_usage["cpu_s"] + finalize_usage["cpu_s"]
                                   + sum(r[1]["cpu_s"] for r in results), 1),
+            "prepare_phases_s": prepare_usage["phases"],
             "score_phases_s": {k: round(sum(r[1]["phases"].get(k, 0) for r in results), 1)
                                for k in ("read", "score", "delete", "write")},
             "peak_rss_mib": round(max(peaks) / 2**20),
