@@ -74,11 +74,16 @@ def smarketing_privacy():
         if not (params.get("customer_id") or params.get("email")):
             print("no erasure requested in this run's params")
             return {"requested": False}
-        result = erase_customer(
-            warehouse_engine(), requested_at=_run_time(context), customer_id=params.get("customer_id"),
-            email=params.get("email"), request_ref=params.get("request_ref"), run_id=context["run_id"],
-            keep_suppression=settings(PrivacySettings).erasure_keeps_suppression,
-        )
+        try:
+            result = erase_customer(
+                warehouse_engine(), requested_at=_run_time(context), customer_id=params.get("customer_id"),
+                email=params.get("email"), request_ref=params.get("request_ref"), run_id=context["run_id"],
+                keep_suppression=settings(PrivacySettings).erasure_keeps_suppression,
+            )
+        except ValueError as error:  # a malformed request: retrying cannot fix it
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"erasure request refused: {error}") from error
         summary = {"requested": True, **result.as_dict()}
         print(f"erasure {params.get('request_ref') or ''}: {summary}")
         return summary

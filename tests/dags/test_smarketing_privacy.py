@@ -64,3 +64,11 @@ def test_scheduled_run_erases_nobody(airflow_db, seeded_warehouse):
     assert _xcom(run, "erase_requested") == {"requested": False}
     assert _count(seeded_warehouse, "select count(*) from smarketing.customers") == 2
     assert _count(seeded_warehouse, "select count(*) from smarketing.customer_contacts") == 1
+
+
+def test_malformed_request_fails_without_retries(airflow_db, seeded_warehouse):
+    run = _dag().test(logical_date=DEMO_END, run_conf={"email": "alice at mail"})
+    assert run.state == "failed"
+    erase = next(t for t in run.get_task_instances() if t.task_id == "erase_requested")
+    assert erase.state == "failed" and erase.try_number == 1
+    assert _count(seeded_warehouse, "select count(*) from smarketing.customers") == 2
