@@ -26,7 +26,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from smarketing_airflow.assets import OUTREACH, PURCHASES
-from smarketing_airflow.defaults import DEFAULT_ARGS, tags
+from smarketing_airflow.defaults import DEFAULT_ARGS, SMTP_POOL, tags
 
 SEND_CHANNELS = ["email", "sms"]
 
@@ -62,7 +62,7 @@ def smarketing_outreach():
         print(f"planned {result.planned:,}, skipped {result.skipped:,}: {result.as_dict()['skipped_by_reason']}")
         return result.as_dict()
 
-    @task(map_index_template="{{ channel }}")
+    @task(map_index_template="{{ channel }}", pool=SMTP_POOL)  # all workers together respect the server's limit
     def send(channel: str, planned: dict) -> dict:
         """Claim and send the due messages of one channel, each exactly once."""
         import os

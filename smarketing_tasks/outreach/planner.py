@@ -154,18 +154,19 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
                       where m.order_id = o.order_id and m.kind = 'review_request')
 """, "when x.reviewed then 'already reviewed'")
 
-# One reminder at most (step 2), only for a request that went out, cancelled by a review of the order.
+# One reminder at most (step 2), only for a request that went out, cancelled by a review of the order;
+# due reminder_delay after the request reached the customer (its due time, or later if it went out late).
 _REMINDERS = _candidates_insert(f"""
     select r.customer_id, r.order_id, 'review_reminder'::text as kind, 2 as step,
-           r.due_at + make_interval(days => :reminder_delay) as ask_at, r.channel, {_RECIPIENT_COLUMNS},
+           greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) as ask_at, r.channel, {_RECIPIENT_COLUMNS},
            coalesce({_ORDER_CLOSED}, false) as order_closed,
            exists (select 1 from smarketing.reviews rv where rv.order_id = r.order_id) as reviewed
     from smarketing.outreach_messages r
     left join smarketing.orders o on o.order_id = r.order_id
     {_RECIPIENT.format(alias="r")}
     where r.kind = 'review_request' and r.status = 'sent'
-      and r.due_at + make_interval(days => :reminder_delay) <= :as_of
-      and r.due_at + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+      and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) <= :as_of
+      and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = r.order_id and m.kind = 'review_reminder')
 """, "when x.reviewed then 'cancelled: order reviewed'")

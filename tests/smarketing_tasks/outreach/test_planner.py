@@ -354,3 +354,16 @@ def test_set_based_sql_agrees_with_the_pure_rules_on_random_cases(shop):
     _plan(shop)
     actual = {o: (status, reason.split(":")[0] if reason else None) for o, (status, reason) in shop.by_order().items()}
     assert len(expected) > 20 and actual == expected
+
+
+def test_reminder_counts_from_when_a_late_request_actually_went_out(shop):
+    shop.customer("c1")
+    shop.order("o1", "c1", delivered_at=AS_OF - timedelta(days=12))
+    _plan(shop, as_of=AS_OF - timedelta(days=5))
+    with shop.engine.begin() as conn:  # the request was due 5 days ago but went out (an outage) only 1 day ago
+        conn.execute(sa.text("update smarketing.outreach_messages set status = 'sent', sent_at = :t"),
+                     {"t": AS_OF - timedelta(days=1)})
+    _plan(shop)
+    assert shop.by_order("review_reminder") == {}
+    _plan(shop, as_of=AS_OF + timedelta(days=S.reminder_delay_days - 1))
+    assert shop.by_order("review_reminder") == {"o1": ("planned", None)}
