@@ -88,11 +88,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from smarketing_tasks.config import load
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.links import create_app
-    from smarketing_tasks.outreach import OutreachSettings, signing_key
+    from smarketing_tasks.outreach import OutreachSettings, verification_keys
 
     settings = load(OutreachSettings, os.environ)
     engine = make_engine(args.warehouse)
-    app = create_app(engine, settings, [signing_key(engine, settings, warn=say)], clock=lambda: datetime.now(UTC))
+    app = create_app(engine, settings, verification_keys(engine, settings, warn=say), clock=lambda: datetime.now(UTC))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -26,13 +26,19 @@ from smarketing_tasks.outreach.sender import ChannelDown, SendReport, send_due
 from smarketing_tasks.outreach.settings import OutreachSettings
 
 __all__ = ["ChannelDown", "OutreachSettings", "PlanResult", "SendReport", "SmtpParams", "build_channels",
-           "plan_outreach", "send_outreach", "signing_key"]
+           "plan_outreach", "send_outreach", "signing_key", "verification_keys"]
 
 
 def signing_key(engine: sa.Engine, settings: OutreachSettings, warn: Callable[[str], None] = print) -> bytes:
     from smarketing_tasks.tokens import get_or_create_secret
 
     return get_or_create_secret(engine, "link_signing_key", settings.link_signing_key or None, warn=warn)
+
+
+def verification_keys(engine: sa.Engine, settings: OutreachSettings, warn: Callable[[str], None] = print) -> list[bytes]:
+    """The current signing key, then retired ones: links sent before a key rotation keep working until they expire."""
+    retired = [k.strip().encode() for k in settings.link_signing_keys_retired.split(",") if k.strip()]
+    return [signing_key(engine, settings, warn), *retired]
 
 
 def sink_directory(settings: OutreachSettings) -> Path:

@@ -48,6 +48,7 @@ class OutreachSettings:
                       "&utm_medium=referral&utm_campaign={kind}&utm_content={variant}")  # where /s/ redirects
     link_ttl_days: int = 60  # review/share/unsubscribe links expire this long after the message was due
     link_signing_key: str = ""  # empty: generated once and kept in smarketing.secrets
+    link_signing_keys_retired: str = ""  # comma-separated keys of before a rotation: their links still verify
     templates_dir: str = ""  # empty: the project's templates/outreach
     # --- sending ---
     email_transport: str = "smtp"  # smtp (connection smarketing_smtp) | sink (Maildir, no network)

@@ -123,3 +123,17 @@ def test_one_click_from_a_real_email_stops_the_next_ask(warehouse):
     shop.order("o10", "c9", delivered_at=later - timedelta(days=7))
     plan_outreach(warehouse, later, S)
     assert shop.by_order()["o10"] == ("skipped", "suppressed: unsubscribe")
+
+
+def test_links_signed_before_a_key_rotation_still_work(warehouse):
+    from smarketing_tasks.outreach import verification_keys
+
+    shop = Warehouse(warehouse)
+    shop.customer("c1")
+    shop.message("c1", "review_request", AS_OF - timedelta(days=1), order_id="o1")
+    rotated = replace(S, link_signing_key="new-key", link_signing_keys_retired=f" {KEY.decode()} ,")
+    keys = verification_keys(warehouse, rotated, warn=lambda _: None)
+    assert keys == [b"new-key", KEY]
+    client = TestClient(create_app(warehouse, rotated, keys, clock=lambda: AS_OF), follow_redirects=False)
+    assert client.get(f"/r/{_token(Purpose.REVIEW)}").status_code == 303  # signed with the retired key
+    assert client.get(f"/r/{_token(Purpose.REVIEW, key=b'never-ours')}").status_code == 400
