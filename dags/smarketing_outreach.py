@@ -13,7 +13,9 @@ hour, so that reminders and delayed asks go out on time without new purchases.
    expires stale messages against the real clock (a backfill never sends old asks), and records each
    result as soon as the server accepted it. Transient trouble is retried with backoff; if a channel
    stays down the task fails and Airflow retries it later; permanent rejections fail the message.
-3. **publish** emits the Asset `smarketing://outreach` with the counts.
+3. **audit_outbox** validates the outbox rows planned or sent in this run with the Great Expectations
+   suite `expectations/outreach_messages.json` (docs/data-quality.md); a breach fails without retries.
+4. **publish** emits the Asset `smarketing://outreach` with the counts.
 
 * **Connections**: `smarketing_warehouse`, `smarketing_smtp` (absent: emails go to the Maildir sink).
 * **Settings**: `OutreachSettings` (env `SMARKETING_*` or the `smarketing_settings` Variable).
@@ -82,6 +84,19 @@ def smarketing_outreach():
         print(f"{channel}: {report.as_dict()}")
         return report.as_dict()
 
+    @task
+    def audit_outbox(reports: list[dict]) -> list[dict]:
+        """Validate the outbox rows planned or sent in this run (GX suite outreach_messages) before publishing."""
+        from smarketing_airflow.connections import warehouse_engine
+        from smarketing_airflow.quality import quality_gate, quality_settings
+
+        from smarketing_tasks.quality import audit_outbox as audit
+
+        context = get_current_context()
+        with quality_gate():
+            return audit(warehouse_engine(), run_id=context["run_id"], run_time=_run_time(context),
+                         settings=quality_settings())
+
     @task(outlets=[OUTREACH])
     def publish(planned: dict, reports: list[dict]) -> dict:
         """Announce what went out to downstream DAGs (scoring, marts)."""
@@ -94,7 +109,7 @@ def smarketing_outreach():
 
     planned = plan()
     reports = send.partial(planned=planned).expand(channel=SEND_CHANNELS)
-    publish(planned, reports)
+    audit_outbox(reports) >> publish(planned, reports)
 
 
 smarketing_outreach()
