@@ -127,7 +127,10 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     # in German may be glowing, so it is flagged for a human instead of being called lukewarm.
     short = analysed["words"].to_numpy() <= rules.short_words
     neutral = ~has_text | (~scored & short) | (scored & ((compound < rules.strong_compound) | faint))
-    lukewarm = ~detractor & (((level == "passive") & neutral) | ((level == "promoter") & scored & faint))
+    # Stars in the lukewarm band (3-4 by default) or an NPS 7-8 with neutral words; or top marks, faint words.
+    band = np.where(use_nps, level == "passive",
+                    (rating >= settings.lukewarm_stars_min) & (rating <= settings.lukewarm_stars_max))
+    lukewarm = ~detractor & ((band & neutral) | ((level == "promoter") & scored & faint))
     nps_class = np.where(detractor & (level != ""), "detractor",
                          np.where(lukewarm, "passive", level))
     return pd.DataFrame({

@@ -59,6 +59,16 @@ def test_low_stars_or_negative_words_are_detractors_not_lukewarm(rating, text):
     assert result.nps_class == "detractor"
 
 
+def test_the_lukewarm_star_band_is_a_setting():
+    import dataclasses
+
+    narrow = dataclasses.replace(ScoringSettings(), lukewarm_stars_min=4)
+    assert _feedback(3, "ok").is_lukewarm
+    three = _feedback(3, "ok", settings=narrow)
+    assert not three.is_lukewarm and three.nps_class == "passive"
+    assert _feedback(4, "ok", settings=narrow).is_lukewarm
+
+
 def test_nps_answer_classes_and_faint_comment():
     assert _feedback(nps=10, comment="Brilliant service, I recommend you to everyone").nps_class == "promoter"
     assert _feedback(nps=9, comment="fine").is_lukewarm
