@@ -239,13 +239,13 @@ class AirflowStack:
         response.raise_for_status()
         return response.json()
 
-    def trigger_next_interval(self, dag_id: str) -> dict:
+    def trigger_next_interval(self, dag_id: str, conf: dict | None = None) -> dict:
         """Trigger a paused time-scheduled DAG for the interval the scheduler would run on unpausing.
 
         The scheduler skips creating a run whose logical date already exists, so unpausing afterwards
         does not run the same latest interval a second time."""
         dag = self.get(f"/dags/{dag_id}")
-        return self.trigger(dag_id, dag["next_dagrun_logical_date"], data_interval=(
+        return self.trigger(dag_id, dag["next_dagrun_logical_date"], conf=conf, data_interval=(
             dag["next_dagrun_data_interval_start"], dag["next_dagrun_data_interval_end"]))
 
     def runs(self, dag_id: str) -> list[dict]:

@@ -7,6 +7,7 @@ The test acts like an operator: it waits for the DAGs to be parsed, unpauses the
 by the scheduler (run type ``asset_triggered``) and succeeded, then reads the warehouse. It discovers the
 loop's DAGs from the ``dags/`` folder and their schedules from the API, so it covers every contract DAG
 that exists: a time-scheduled one (other than ingest) is triggered too, an Asset-scheduled one is awaited.
+The LocalExecutor run ends with an erasure request: ``smarketing_privacy`` triggered by REST with params.
 """
 
 from __future__ import annotations
@@ -149,6 +150,37 @@ def _run_loop(stack: AirflowStack) -> dict[str, list[dict]]:
     return task_instances
 
 
+def _erase_one_customer(stack: AirflowStack, warehouse_url: str) -> str:
+    """An erasure request as an operator makes it: smarketing_privacy triggered by REST with params."""
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(warehouse_url)
+    with engine.connect() as conn:
+        customer_id = conn.execute(sa.text(
+            "select customer_id from smarketing.orders group by 1 order by count(*) desc, 1 limit 1")).scalar_one()
+    engine.dispose()
+    stack.wait_for_dags({"smarketing_privacy"})
+    run = stack.trigger_next_interval("smarketing_privacy", conf={"customer_id": customer_id, "request_ref": "e2e"})
+    stack.unpause("smarketing_privacy")
+    stack.wait_for_run("smarketing_privacy", RUN_TIMEOUT_S, run_id=run["dag_run_id"])
+    return customer_id
+
+
+def _check_erased(warehouse_url: str, customer_id: str) -> None:
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.privacy import sha256_hex
+
+    engine = make_engine(warehouse_url)
+    with engine.connect() as conn:
+        for table in ("customers", "customer_contacts", "orders", "outreach_messages", "advocate_scores"):
+            left = conn.execute(sa.text(f"select count(*) from smarketing.{table} where customer_id = :c"),
+                                {"c": customer_id}).scalar_one()
+            assert left == 0, f"{table} still has rows of the erased customer"
+        keys = conn.execute(sa.text("select customer_key from smarketing.erasures where request_ref = 'e2e'")).scalars()
+        assert list(keys) == [sha256_hex(customer_id)]
+    engine.dispose()
+
+
 def _check_warehouse(warehouse_url: str, task_instances: dict[str, list[dict]]) -> None:
     from smarketing_tasks.db import make_engine
 
@@ -182,10 +214,12 @@ def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop
         _prepare(stack)
         stack.start_core()
         task_instances = _run_loop(stack)
+        erased = _erase_one_customer(stack, loop_databases["warehouse"])
     finally:
         survivors = stack.stop()
     assert survivors == [], f"processes outlived the stack: {survivors}"
     _check_warehouse(loop_databases["warehouse"], task_instances)
+    _check_erased(loop_databases["warehouse"], erased)
     ingest = [ti["task_id"] for ti in task_instances["smarketing_ingest"]]
     assert ingest.count("ingest") == 3, "one mapped ingest task per dataset"
     assert {"migrate_warehouse", "publish_purchases"} <= set(ingest)
