@@ -24,13 +24,9 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from smarketing_airflow.assets import PURCHASES
 from smarketing_airflow.defaults import DEFAULT_ARGS, tags
+from smarketing_airflow.runtime import migrate_warehouse, run_time
 
 PURCHASE_DATASETS = ["customers", "orders", "order_items"]
-
-
-def _run_time(context) -> pendulum.DateTime:
-    """The run's "now": its data-interval end, or when it was asked to run for manual runs without one."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
 
 
 @dag(
@@ -44,17 +40,6 @@ def _run_time(context) -> pendulum.DateTime:
     doc_md=__doc__,
 )
 def smarketing_ingest():
-    @task
-    def migrate_warehouse() -> list[str]:
-        """Apply pending schema migrations (idempotent, serialised by an advisory lock)."""
-        from smarketing_airflow.connections import warehouse_engine
-
-        from smarketing_tasks.migrations import migrate
-
-        applied = migrate(warehouse_engine())
-        print(f"migrations applied: {applied or 'none, schema up to date'}")
-        return applied
-
     @task(map_index_template="{{ dataset }}")
     def ingest(dataset: str) -> dict:
         """Load one dataset's changes for this run's window."""
@@ -67,7 +52,7 @@ def smarketing_ingest():
         config = settings(IngestSettings)
         result = ingest_dataset(
             shop_source(), dataset, warehouse_engine(),
-            until=_run_time(context), run_id=context["run_id"],
+            until=run_time(context), run_id=context["run_id"],
             overlap=config.overlap, batch_rows=config.batch_rows, progress=print,
         )
         print(f"{dataset}: {result.rows_loaded:,} loaded, {result.rows_quarantined:,} quarantined "
@@ -98,7 +83,7 @@ def smarketing_ingest():
 
         context = get_current_context()
         with quality_gate():
-            return audit(warehouse_engine(), results, run_id=context["run_id"], run_time=_run_time(context),
+            return audit(warehouse_engine(), results, run_id=context["run_id"], run_time=run_time(context),
                          settings=quality_settings())
 
     loaded = ingest.expand(dataset=PURCHASE_DATASETS)

@@ -29,13 +29,9 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from smarketing_airflow.assets import OUTREACH, PURCHASES
 from smarketing_airflow.defaults import DEFAULT_ARGS, SMTP_POOL, tags
+from smarketing_airflow.runtime import run_time
 
 SEND_CHANNELS = ["email", "sms"]
-
-
-def _run_time(context) -> pendulum.DateTime:
-    """The run's "now": its data-interval end, or when it was asked to run for runs without one."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
 
 
 @dag(
@@ -60,7 +56,7 @@ def smarketing_outreach():
         context = get_current_context()
         engine = warehouse_engine()
         migrate(engine)
-        result = plan_outreach(engine, _run_time(context), settings(OutreachSettings), run_id=context["run_id"])
+        result = plan_outreach(engine, run_time(context), settings(OutreachSettings), run_id=context["run_id"])
         print(f"planned {result.planned:,}, skipped {result.skipped:,}: {result.as_dict()['skipped_by_reason']}")
         return result.as_dict()
 
@@ -76,7 +72,7 @@ def smarketing_outreach():
 
         context = get_current_context()
         report = send_outreach(
-            warehouse_engine(), _run_time(context), settings(OutreachSettings), smtp_params(),
+            warehouse_engine(), run_time(context), settings(OutreachSettings), smtp_params(),
             clock=lambda: pendulum.now("UTC"),  # the staleness guard's real clock
             worker=f"{socket.gethostname()}:{os.getpid()}:{context['run_id']}:{channel}",
             channels=[channel],
@@ -94,7 +90,7 @@ def smarketing_outreach():
 
         context = get_current_context()
         with quality_gate():
-            return audit(warehouse_engine(), run_id=context["run_id"], run_time=_run_time(context),
+            return audit(warehouse_engine(), run_id=context["run_id"], run_time=run_time(context),
                          settings=quality_settings())
 
     @task(outlets=[OUTREACH])

@@ -30,11 +30,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from smarketing_airflow.defaults import DEFAULT_ARGS, tags
-
-
-def _run_time(context) -> pendulum.DateTime:
-    """The run's "now": its data-interval end, or when it was asked to run for manual runs without one."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
+from smarketing_airflow.runtime import migrate_warehouse, run_time
 
 
 @dag(
@@ -54,15 +50,6 @@ def _run_time(context) -> pendulum.DateTime:
 )
 def smarketing_privacy():
     @task
-    def migrate_warehouse() -> list[str]:
-        """Apply pending schema migrations (the erasure record lives in a migration)."""
-        from smarketing_airflow.connections import warehouse_engine
-
-        from smarketing_tasks.migrations import migrate
-
-        return migrate(warehouse_engine())
-
-    @task
     def erase_requested() -> dict:
         """Erase the customer named in the run's params, if any (scheduled runs name nobody)."""
         from smarketing_airflow.connections import settings, warehouse_engine
@@ -76,7 +63,7 @@ def smarketing_privacy():
             return {"requested": False}
         try:
             result = erase_customer(
-                warehouse_engine(), requested_at=_run_time(context), customer_id=params.get("customer_id"),
+                warehouse_engine(), requested_at=run_time(context), customer_id=params.get("customer_id"),
                 email=params.get("email"), request_ref=params.get("request_ref"), run_id=context["run_id"],
                 keep_suppression=settings(PrivacySettings).erasure_keeps_suppression,
             )
@@ -96,7 +83,7 @@ def smarketing_privacy():
         from smarketing_tasks.privacy import reerase_returned
 
         context = get_current_context()
-        count = reerase_returned(warehouse_engine(), now=_run_time(context), run_id=context["run_id"])
+        count = reerase_returned(warehouse_engine(), now=run_time(context), run_id=context["run_id"])
         print(f"{count} erased customer(s) came back and were erased again")
         return count
 
@@ -108,7 +95,7 @@ def smarketing_privacy():
         from smarketing_tasks.privacy import PrivacySettings
         from smarketing_tasks.privacy import apply_retention as sweep
 
-        touched = sweep(warehouse_engine(), now=_run_time(get_current_context()), settings=settings(PrivacySettings))
+        touched = sweep(warehouse_engine(), now=run_time(get_current_context()), settings=settings(PrivacySettings))
         print(f"retention: {touched}")
         return touched
 

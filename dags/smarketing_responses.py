@@ -36,14 +36,10 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from smarketing_airflow.assets import RESPONSES
 from smarketing_airflow.defaults import DEFAULT_ARGS, tags
+from smarketing_airflow.runtime import migrate_warehouse, run_time
 
 RESPONSE_DATASETS = ["reviews", "social_posts", "email_events"]
 PLATFORM_CONN_ID = "smarketing_review_platform"
-
-
-def _run_time(context) -> pendulum.DateTime:
-    """The run's "now": its data-interval end, or when it was asked to run for manual runs without one."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
 
 
 def _ingest(source, dataset: str) -> dict:
@@ -52,7 +48,7 @@ def _ingest(source, dataset: str) -> dict:
     from smarketing_tasks.responses import ResponsesSettings, ingest_responses
 
     context = get_current_context()
-    result = ingest_responses(source, dataset, warehouse_engine(), until=_run_time(context),
+    result = ingest_responses(source, dataset, warehouse_engine(), until=run_time(context),
                               run_id=context["run_id"], settings=settings(ResponsesSettings), progress=print)
     print(f"{dataset} from {source.name}: {result.rows_loaded:,} new or changed, "
           f"{result.rows_quarantined:,} quarantined of {result.rows_read:,} read in {result.seconds:.1f}s")
@@ -70,15 +66,6 @@ def _ingest(source, dataset: str) -> dict:
     doc_md=__doc__,
 )
 def smarketing_responses():
-    @task
-    def migrate_warehouse() -> list[str]:
-        """Apply pending schema migrations (idempotent, serialised by an advisory lock)."""
-        from smarketing_airflow.connections import warehouse_engine
-
-        from smarketing_tasks.migrations import migrate
-
-        return migrate(warehouse_engine())
-
     @task(map_index_template="{{ dataset }}")
     def ingest_shop(dataset: str) -> dict | None:
         """Load one response dataset from the shop connection for this run's window."""
@@ -120,7 +107,7 @@ def smarketing_responses():
         from smarketing_tasks.responses import redeem_referrals as redeem
 
         context = get_current_context()
-        result = redeem(warehouse_engine(), until=_run_time(context), run_id=context["run_id"],
+        result = redeem(warehouse_engine(), until=run_time(context), run_id=context["run_id"],
                         settings=settings(ResponsesSettings))
         print(f"referrals: {result.rows_loaded:,} redeemed, {result.rows_quarantined:,} rejected "
               f"of {result.rows_read:,} candidate orders")
@@ -137,7 +124,7 @@ def smarketing_responses():
         context = get_current_context()
         with quality_gate():
             return audit_loaded(warehouse_engine(), [r for r in [*shop, platform] if r], run_id=context["run_id"],
-                                run_time=_run_time(context), settings=quality_settings())
+                                run_time=run_time(context), settings=quality_settings())
 
     @task(outlets=[RESPONSES])
     def publish_responses(shop: list[dict | None], platform: dict | None, referrals: dict) -> dict:

@@ -12,10 +12,17 @@ Runs whenever new purchases **or** new responses arrive (Assets `smarketing://pu
 3. **score_partition** (dynamic task mapping, one task per partition, spread over workers) — VADER
    sentiment with a language check, the lukewarm rule, NPS class, value, advocacy, `advocate_score` 0–100,
    segment and reasons in plain words; replaces the partition's rows in `smarketing.advocate_scores`.
-4. **finalize_follow_ups** — ranks lukewarm, at-risk and detractor customers by value and recency into
+4. **audit_scores** — validates the date's scores with the Great Expectations suite `advocate_scores`;
+   a breach fails without retries, so no follow-up or mart is built from bad scores.
+5. **finalize_follow_ups** — ranks lukewarm, at-risk and detractor customers by value and recency into
    priorities 1–5 and upserts `smarketing.follow_ups` (one row per customer and reason; reruns update,
    never duplicate; a closed item reopens only when the customer said something new).
-5. **publish_marts** — emits the Asset `smarketing://marts` (the marts DAG/tasks build from it).
+6. **publish_marts** — rebuilds the marts (docs/data-dictionary.md) in schema `marketing_build`, audits
+   them there with the mart suites, and swaps them into `marketing` in one transaction (a failed build or
+   audit leaves the last good version); emits the Asset `smarketing://marts`.
+7. **write_report** — the self-contained HTML report in `<SMARKETING_DATA_DIR>/reports/`, mailed to the
+   staff in setting `report_recipients` (if any) through `smarketing_smtp`.
+8. **build_data_docs** — Great Expectations Data Docs from the recorded validation runs.
 
 Settings: `smarketing_tasks.scoring.settings.ScoringSettings` (env `SMARKETING_*` or the Variable
 `smarketing_settings`), e.g. `partitions`, the lukewarm thresholds and the score weights.
@@ -28,11 +35,7 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from smarketing_airflow.assets import MARTS, PURCHASES, RESPONSES
 from smarketing_airflow.defaults import DEFAULT_ARGS, tags
-
-
-def _run_time(context) -> pendulum.DateTime:
-    """The run's "now": its data-interval end, or when it was asked to run for manual/asset runs without one."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
+from smarketing_airflow.runtime import migrate_warehouse, run_time
 
 
 @dag(
@@ -47,18 +50,6 @@ def _run_time(context) -> pendulum.DateTime:
 )
 def smarketing_score():
     @task
-    def migrate_warehouse() -> list[str]:
-        """Apply pending schema migrations (idempotent, serialised by an advisory lock)."""
-        from smarketing_airflow.connections import warehouse_engine
-
-        from smarketing_tasks.migrations import migrate
-
-        return migrate(warehouse_engine())
-
-    # HOOK (data quality): the validation gate of the responses/quality stage goes here, between
-    # migrate_warehouse and prepare_scoring, so that scoring only reads validated rows.
-
-    @task
     def prepare_scoring() -> list[int]:
         """Per-customer aggregates in SQL and the value model; returns the partitions to score."""
         from smarketing_airflow.connections import settings, warehouse_engine
@@ -66,7 +57,7 @@ def smarketing_score():
         from smarketing_tasks.scoring import ScoringSettings
         from smarketing_tasks.scoring.pipeline import prepare
 
-        prepared = prepare(warehouse_engine(), _run_time(get_current_context()), settings(ScoringSettings))
+        prepared = prepare(warehouse_engine(), run_time(get_current_context()), settings(ScoringSettings))
         print(prepared.as_dict())
         return list(range(prepared.partitions))
 
@@ -78,7 +69,7 @@ def smarketing_score():
         from smarketing_tasks.scoring import ScoringSettings
         from smarketing_tasks.scoring.pipeline import score_partition as score
 
-        result = score(warehouse_engine(), _run_time(get_current_context()), partition, settings(ScoringSettings))
+        result = score(warehouse_engine(), run_time(get_current_context()), partition, settings(ScoringSettings))
         print(result)
         return result
 
@@ -89,23 +80,84 @@ def smarketing_score():
 
         from smarketing_tasks.scoring.pipeline import finalize
 
-        summary = finalize(warehouse_engine(), _run_time(get_current_context()))
+        summary = finalize(warehouse_engine(), run_time(get_current_context()))
         print(summary)
         return summary
 
-    # HOOK (marts): mart publishing (schema marketing) goes here, after finalize_follow_ups; until it does,
-    # this task only announces that fresh scores exist.
+    @task
+    def audit_scores() -> list[dict]:
+        """Validate this date's advocate scores (GX suite advocate_scores) before follow-ups and marts use them."""
+        from smarketing_airflow.connections import warehouse_engine
+        from smarketing_airflow.quality import quality_gate, quality_settings
+
+        from smarketing_tasks.quality import audit_scores as audit
+        from smarketing_tasks.scoring.pipeline import score_date_of
+
+        context = get_current_context()
+        now = run_time(context)
+        with quality_gate():
+            return audit(warehouse_engine(), run_id=context["run_id"], run_time=now, score_date=score_date_of(now),
+                         settings=quality_settings())
+
     @task(outlets=[MARTS])
     def publish_marts(summary: dict) -> dict:
-        """Announce fresh scores to the marts (Asset smarketing://marts)."""
-        get_current_context()["outlet_events"][MARTS].extra = {
-            "score_date": summary["score_date"], "customers": summary["customers"]}
-        return summary
+        """Rebuild the marts in a staging schema, audit them there, and swap them into `marketing` atomically."""
+        from smarketing_airflow.connections import settings, warehouse_engine
+        from smarketing_airflow.quality import quality_gate, quality_settings
+
+        from smarketing_tasks.marts import MartSettings
+        from smarketing_tasks.marts import publish_marts as publish
+        from smarketing_tasks.quality import mart_gate
+
+        context = get_current_context()
+        now = run_time(context)
+        with quality_gate():
+            result = publish(warehouse_engine(), now, settings(MartSettings), progress=print,
+                             before_publish=mart_gate(run_id=context["run_id"], run_time=now,
+                                                      settings=quality_settings()))
+        context["outlet_events"][MARTS].extra = {
+            "score_date": summary["score_date"], "customers": summary["customers"], "mart_rows": result["rows"]}
+        return result
+
+    @task
+    def write_report(published: dict) -> str:
+        """Write the HTML report to <SMARKETING_DATA_DIR>/reports and mail it to report_recipients, if any."""
+        from smarketing_airflow.connections import settings, smtp_params, warehouse_engine
+
+        from smarketing_tasks.marts import MartSettings
+        from smarketing_tasks.marts.headline import headline_numbers
+        from smarketing_tasks.paths import DATA_DIR
+        from smarketing_tasks.report import write_report as write
+        from smarketing_tasks.report.mail import recipients, report_email, send_report
+
+        engine, now, mart_settings = warehouse_engine(), run_time(get_current_context()), settings(MartSettings)
+        path = write(engine, DATA_DIR / "reports", now)
+        to, smtp = recipients(mart_settings.report_recipients), smtp_params()
+        if to and smtp:
+            send_report(smtp, report_email(path, headline_numbers(engine), now, mart_settings.report_from, to))
+        print(f"report: {path}" + (f", mailed to {len(to)} recipient(s)" if to and smtp else ""))
+        return str(path)
+
+    @task
+    def build_data_docs(published: dict) -> str:
+        """Render Great Expectations Data Docs from the recorded validation runs."""
+        from smarketing_airflow.connections import warehouse_engine
+        from smarketing_airflow.quality import quality_settings
+
+        from smarketing_tasks.quality import build_data_docs as build
+
+        index = build(warehouse_engine(), quality_settings())
+        print(f"Data Docs: {index}")
+        return str(index)
 
     partitions = prepare_scoring()
     scored = score_partition.expand(partition=partitions)
     migrate_warehouse() >> partitions
-    publish_marts(finalize_follow_ups(scored))
+    follow_ups = finalize_follow_ups(scored)
+    scored >> audit_scores() >> follow_ups
+    published = publish_marts(follow_ups)
+    write_report(published)
+    build_data_docs(published)
 
 
 smarketing_score()

@@ -256,16 +256,6 @@ def _upsert(conn: sa.Connection, table: str, stage: str, columns: str, key: str,
 _LOADERS = {"reviews": _load_reviews, "social_posts": _load_posts, "email_events": _load_events}
 
 
-def _storable(rejects):
-    """PostgreSQL text and jsonb cannot hold NUL: keep it visible as the escape ``\\u0000`` instead."""
-    if rejects.empty:
-        return rejects
-    rejects = rejects.copy()
-    rejects["record_key"] = rejects["record_key"].map(lambda v: v.replace("\x00", "\\u0000") if isinstance(v, str) else v)
-    rejects["raw"] = rejects["raw"].str.replace("\\u0000", "\\\\u0000", regex=False)
-    return rejects
-
-
 def ingest_responses(
     source: Source,
     dataset: str,
@@ -307,7 +297,7 @@ def ingest_responses(
             copy_frame(conn, stage, clean, _STAGE_COLUMNS[dataset])
             conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
-            rejects = _storable(_reject_frame(dataset, checked.frame, checked.rejects + late))
+            rejects = _reject_frame(dataset, checked.frame, checked.rejects + late)
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
             rows_loaded += loaded
         rows_read += len(checked.frame)
