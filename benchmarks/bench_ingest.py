@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -80,11 +79,13 @@ def copy_floor(shop_url: str, warehouse_url: str) -> dict[str, float]:
 
 
 def child_ingest(shop_url: str, warehouse_url: str) -> None:
+    from smarketing_tasks.benchmark import peak_rss_sampler
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.ingest import ingest_dataset
     from smarketing_tasks.migrations import migrate
     from smarketing_tasks.sources import ReferenceSqlSource
 
+    peak = peak_rss_sampler()
     warehouse = make_engine(warehouse_url)
     migrate(warehouse)
     source = ReferenceSqlSource(shop_url)
@@ -92,7 +93,7 @@ def child_ingest(shop_url: str, warehouse_url: str) -> None:
     for dataset in DATASETS:
         result = ingest_dataset(source, dataset, warehouse, until=END, run_id="bench", batch_rows=100_000)
         out[dataset] = {"rows": result.rows_read, "loaded": result.rows_loaded, "seconds": result.seconds}
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak()
     print("RESULT " + json.dumps(out))
 
 

@@ -10,7 +10,6 @@ plain COPY of the same rows out of PostgreSQL and into an empty table, measured 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -187,10 +186,30 @@ def table(figures: list[StageFigures]) -> str:
     return "\n".join(lines)
 
 
+def peak_rss_sampler() -> Callable[[], float]:
+    """Sample this process's RSS every 20 ms; returns a function giving the peak so far in MiB.
+
+    Not ru_maxrss: a child started by fork counts the parent's pages it had before exec."""
+    import threading
+
+    import psutil
+
+    process, peak = psutil.Process(), [0]
+
+    def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return lambda: peak[0] / 2**20
+
+
 def _main() -> None:
     stage, shop_url, warehouse_url, as_of = sys.argv[1:5]
+    peak = peak_rss_sampler()
     result = run_stage(stage, shop_url, warehouse_url, datetime.fromisoformat(as_of))
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak()
     print("STAGE " + json.dumps(result), flush=True)
 
 
