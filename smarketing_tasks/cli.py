@@ -1,4 +1,4 @@
-"""The ``smarketing`` command: the demo, the demo shop, migrations, ad-hoc ingestion, the embedded server.
+"""The ``smarketing`` command: every stage of the loop without Airflow, the demo, benchmarks and operations.
 
 Subcommands are small wrappers over the package's functions; the CLI is the one place where the wall
 clock may choose a default ("today"), always overridable with ``--end``/``--until``.
