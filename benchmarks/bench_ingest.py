@@ -30,22 +30,6 @@ END = datetime(2026, 11, 22, tzinfo=UTC)
 DATASETS = ("customers", "orders", "order_items")
 
 
-def _server_url(args) -> str:
-    if args.pg_url:
-        return args.pg_url
-    from smarketing_tasks.embedded import ensure_running
-
-    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
-
-
-def _fresh(admin: str, name: str) -> str:
-    from smarketing_tasks.db import drop_database, ensure_database, with_database
-
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    return with_database(admin, name)
-
-
 def copy_floor(shop_url: str, warehouse_url: str) -> dict[str, float]:
     """Seconds to COPY each dataset out of the shop (to a file) and into an unindexed table of the warehouse."""
     import psycopg
@@ -98,11 +82,12 @@ def child_ingest(shop_url: str, warehouse_url: str) -> None:
 
 
 def bench_ingest(args) -> None:
+    from smarketing_tasks.benchmark import bench_server, fresh_database
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.demo_shop import ShopSpec, generate, write_shop
 
-    admin = _server_url(args)
-    shop_url, warehouse_url = _fresh(admin, "bench_shop"), _fresh(admin, "bench_warehouse")
+    admin = bench_server(args.pg_url)
+    shop_url, warehouse_url = fresh_database(admin, "bench_shop"), fresh_database(admin, "bench_warehouse")
     customers = int(args.orders / 1.66)
     print(f"generating a shop of ~{args.orders:,} orders ({customers:,} customers)...", flush=True)
     started = time.perf_counter()

@@ -118,14 +118,6 @@ analyze;
 """
 
 
-def _server_url(args) -> str:
-    if args.pg_url:
-        return args.pg_url
-    from smarketing_tasks.embedded import ensure_running
-
-    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -135,12 +127,13 @@ def main() -> int:
 
     import sqlalchemy as sa
 
+    from smarketing_tasks.benchmark import bench_server
     from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
     from smarketing_tasks.marts import publish_marts
     from smarketing_tasks.migrations import migrate
     from smarketing_tasks.report import write_report
 
-    admin = _server_url(args)
+    admin = bench_server(args.pg_url)
     name = f"smkt_bench_marts_{uuid.uuid4().hex[:8]}"
     ensure_database(admin, name)
     engine = make_engine(with_database(admin, name))

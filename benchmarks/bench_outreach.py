@@ -35,14 +35,6 @@ sys.path.insert(0, str(ROOT))
 AS_OF = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
-def _server_url(args) -> str:
-    if args.pg_url:
-        return args.pg_url
-    from smarketing_tasks.embedded import ensure_running
-
-    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
-
-
 def _fresh_warehouse(admin: str, name: str) -> str:
     from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
     from smarketing_tasks.migrations import migrate
@@ -290,7 +282,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, help="emails for the one-connection-per-message baseline "
                                                      "(default: the same number)")
     args = parser.parse_args()
-    admin = _server_url(args)
+    from smarketing_tasks.benchmark import bench_server
+
+    admin = bench_server(args.pg_url)
     for orders in args.plan_orders:
         print(json.dumps(bench_plan(admin, orders)), flush=True)
     if args.send:

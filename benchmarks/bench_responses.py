@@ -27,22 +27,6 @@ TEXTS = ("Good.", "Absolutely love this tee, the fabric is soft and it keeps its
          "Très bonne qualité, livraison rapide, je recommande.", "Ok", "<b>Great</b> 😍 would buy again")
 
 
-def _server_url(args) -> str:
-    if args.pg_url:
-        return args.pg_url
-    from smarketing_tasks.embedded import ensure_running
-
-    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
-
-
-def _fresh(admin: str, name: str) -> str:
-    from smarketing_tasks.db import drop_database, ensure_database, with_database
-
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    return with_database(admin, name)
-
-
 def build(shop, warehouse, customers: int, reviews: int) -> None:
     import hashlib
 
@@ -104,6 +88,7 @@ def main() -> None:
     parser.add_argument("--pg-url")
     args = parser.parse_args()
 
+    from smarketing_tasks.benchmark import bench_server, fresh_database
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.migrations import migrate
     from smarketing_tasks.responses import (
@@ -114,9 +99,9 @@ def main() -> None:
     )
     from smarketing_tasks.responses.text import detect_language
 
-    admin = _server_url(args)
-    shop = make_engine(_fresh(admin, "bench_resp_shop"))
-    warehouse = make_engine(_fresh(admin, "bench_resp_wh"))
+    admin = bench_server(args.pg_url)
+    shop = make_engine(fresh_database(admin, "bench_resp_shop"))
+    warehouse = make_engine(fresh_database(admin, "bench_resp_wh"))
     migrate(warehouse)
     started = time.perf_counter()
     build(shop, warehouse, args.customers, args.reviews)

@@ -29,22 +29,6 @@ MODES = ("sql", "pandas")
 BROKEN_EVERY = 250  # 0.4% of rows broken: below the suite's 5% threshold, so the gate passes and moves them
 
 
-def _server_url(args) -> str:
-    if args.pg_url:
-        return args.pg_url
-    from smarketing_tasks.embedded import ensure_running
-
-    return ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
-
-
-def _fresh(admin: str, name: str) -> str:
-    from smarketing_tasks.db import drop_database, ensure_database, with_database
-
-    drop_database(admin, name)
-    ensure_database(admin, name)
-    return with_database(admin, name)
-
-
 def prepare(url: str, orders: int) -> float:
     """Migrated warehouse with customers, and one copy of ``orders`` orders per mode; returns seconds."""
     import sqlalchemy as sa
@@ -134,8 +118,10 @@ def main() -> None:
         child(args.url, args.child, args.run_id)
         return
 
-    admin = _server_url(args)
-    url = _fresh(admin, "smkt_bench_validation")
+    from smarketing_tasks.benchmark import bench_server, fresh_database
+
+    admin = bench_server(args.pg_url)
+    url = fresh_database(admin, "smkt_bench_validation")
     print(f"generating {args.orders:,} orders ({100 / BROKEN_EVERY:.1f}% broken) x {len(MODES)} copies ...", flush=True)
     print(f"  prepared in {prepare(url, args.orders):.1f}s", flush=True)
     rows = []

@@ -47,6 +47,25 @@ class StageFigures:
         return self.seconds / self.floor_seconds if self.floor_seconds else float("nan")
 
 
+def bench_server(pg_url: str | None, data_dir=None) -> str:
+    """Admin URL of the benchmarks' PostgreSQL: ``pg_url`` if given, else an embedded server of their own."""
+    if pg_url:
+        return pg_url
+    from smarketing_tasks import embedded
+    from smarketing_tasks.paths import DATA_DIR
+
+    return embedded.ensure_running((data_dir or DATA_DIR) / "bench-postgres", preferred_port=54349).url()
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and recreate database ``name``; returns its URL."""
+    from smarketing_tasks.db import drop_database, ensure_database, with_database
+
+    drop_database(admin_url, name)
+    ensure_database(admin_url, name)
+    return with_database(admin_url, name)
+
+
 def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) -> dict:
     """Run one stage in this process as its DAG task would; returns {"rows": n, "seconds": s}."""
     from smarketing_tasks.db import make_engine
@@ -143,15 +162,10 @@ def _child(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) -> di
 
 def run_bench(admin_url: str, purchases: int, days: int, end: datetime, seed: int, say: Say,
               stages: tuple[str, ...] = STAGES) -> list[StageFigures]:
-    from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
+    from smarketing_tasks.db import make_engine
     from smarketing_tasks.demo_shop import ShopSpec, generate, generate_responses, write_shop
 
-    urls = {}
-    for role in ("shop", "warehouse"):
-        name = f"smarketing_bench_{role}"
-        drop_database(admin_url, name)
-        ensure_database(admin_url, name)
-        urls[role] = with_database(admin_url, name)
+    urls = {role: fresh_database(admin_url, f"smarketing_bench_{role}") for role in ("shop", "warehouse")}
     spec = ShopSpec(customers=max(1, int(purchases / 1.66)), days=days, end=end, seed=seed)
     say(f"building a shop: ~{purchases:,} purchases by {spec.customers:,} customers over {days} days")
     started = time.perf_counter()

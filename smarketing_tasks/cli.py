@@ -194,13 +194,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The whole loop at scale, stage by stage, against the COPY floor (see smarketing_tasks.benchmark)."""
-    from smarketing_tasks.benchmark import STAGES, run_bench, table
+    from smarketing_tasks.benchmark import STAGES, bench_server, run_bench, table
 
-    admin = args.pg_url
-    if admin is None:
-        from smarketing_tasks import embedded
-
-        admin = embedded.ensure_running(Path(args.data_dir) / "bench-postgres", preferred_port=54349).url()
+    admin = bench_server(args.pg_url, Path(args.data_dir))
     stages = tuple(args.stages.split(",")) if args.stages else STAGES
     figures = run_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say, stages)
     say("")
