@@ -115,6 +115,36 @@ def shop_url(make_database) -> str:
     return url
 
 
+@pytest.fixture
+def shop(shop_url: str):
+    """An engine on the empty reference shop of ``shop_url``."""
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(shop_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives: ``(port, messages)``."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    from tests.integration.airflow_stack import free_port
+
+    received = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    controller = Controller(Keep(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, received
+    controller.stop()
+
+
 @pytest.fixture(scope="session")
 def airflow_db(admin_url: str) -> Iterator[None]:
     """A migrated Airflow metadata database for this test session (dag.test needs one)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.integration.airflow_stack import ROOT, AirflowStack, free_port, wait_for
+from tests.integration.airflow_stack import ROOT, AirflowStack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -60,24 +60,6 @@ def loop_databases(make_database) -> dict[str, str]:
     write_shop(shop, generate(ShopSpec(customers=150, days=45, end=_shop_end(), seed=5)))
     shop.dispose()
     return urls
-
-
-@pytest.fixture
-def smtp_sink():
-    """A real SMTP server (aiosmtpd) that keeps what it receives, for DAGs that send email."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received = []
-
-    class Keep(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    controller = Controller(Keep(), hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, received
-    controller.stop()
 
 
 def _connections(urls: dict[str, str], smtp_port: int) -> dict[str, str]:
@@ -206,9 +188,9 @@ def _check_warehouse(warehouse_url: str, task_instances: dict[str, list[dict]]) 
         assert {ti["state"] for ti in tis} <= {"success", "skipped"}, f"{dag_id}: {tis}"
 
 
-def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop_databases, smtp_sink):
+def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop_databases, smtp_server):
     stack = AirflowStack(home=tmp_path / "airflow", metadata_url=_metadata_url(loop_databases["airflow"]),
-                         executor="LocalExecutor", connections=_connections(loop_databases, smtp_sink[0]),
+                         executor="LocalExecutor", connections=_connections(loop_databases, smtp_server[0]),
                          extra_env={"SMARKETING_DATA_DIR": str(tmp_path / "data")})
     try:
         _prepare(stack)
@@ -226,13 +208,13 @@ def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop
 
 
 @pytest.mark.skipif(not _redis_available(), reason="needs the Redis at 127.0.0.1:6379")
-def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_sink):
+def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_server):
     # A queue of its own, so a concurrent run of this test (or anything else on the Redis) cannot steal tasks.
     queue = f"smarketing_e2e_{uuid.uuid4().hex[:8]}"
     metadata = _metadata_url(loop_databases["airflow"])
     stack = AirflowStack(
         home=tmp_path / "airflow", metadata_url=metadata, executor="CeleryExecutor",
-        connections=_connections(loop_databases, smtp_sink[0]),
+        connections=_connections(loop_databases, smtp_server[0]),
         extra_env={
             "SMARKETING_DATA_DIR": str(tmp_path / "data"),
             "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,

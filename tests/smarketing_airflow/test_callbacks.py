@@ -9,8 +9,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.integration.airflow_stack import free_port
-
 pytestmark = [pytest.mark.airflow]
 
 
@@ -36,23 +34,6 @@ def webhook():
     yield f"http://127.0.0.1:{server.server_port}", received, state
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def smtp_server():
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received = []
-
-    class Keep(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    controller = Controller(Keep(), hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, received
-    controller.stop()
 
 
 def _alert_env(monkeypatch, webhook_url: str, smtp_port: int) -> None:

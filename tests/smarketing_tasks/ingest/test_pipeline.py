@@ -17,13 +17,6 @@ DATASETS = ("customers", "orders", "order_items")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def shop(shop_url):
-    engine = make_engine(shop_url)
-    yield engine
-    engine.dispose()
-
-
 def _ingest_all(source, warehouse, until, run_id="run"):
     return {d: ingest_dataset(source, d, warehouse, until=until, run_id=run_id, overlap=timedelta(minutes=5))
             for d in DATASETS}

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from smarketing_tasks.db import make_engine
 from smarketing_tasks.responses import ResponseSqlSource, ResponsesSettings, ingest_responses
 from smarketing_tasks.tokens import Purpose
 from tests.smarketing_tasks.responses.helpers import (
@@ -23,13 +22,6 @@ from tests.smarketing_tasks.responses.helpers import (
 
 pytestmark = pytest.mark.integration
 UNTIL = T0 + timedelta(days=20)
-
-
-@pytest.fixture
-def shop(shop_url):
-    engine = make_engine(shop_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
