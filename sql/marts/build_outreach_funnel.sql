@@ -91,22 +91,6 @@ counts as (
     group by day, kind, channel, template_variant
 ),
 
-wilson as (
-    select
-        counts.*,
-        rate.p as response_rate,
-        (rate.p + rate.z2 / (2 * rate.n)) / (1 + rate.z2 / rate.n) as center,
-        sqrt(rate.z2) / (1 + rate.z2 / rate.n)
-            * sqrt(rate.p * (1 - rate.p) / rate.n + rate.z2 / (4 * rate.n * rate.n)) as half_width
-    from counts
-    cross join lateral (
-        select
-            nullif(counts.delivered, 0)::double precision as n,
-            counts.responded::double precision / nullif(counts.delivered, 0) as p,
-            power(cast(:z as double precision), 2) as z2
-    ) as rate
-),
-
 final as (
     select
         day,
@@ -124,12 +108,12 @@ final as (
         referrals,
         unsubscribed,
         complained,
-        response_rate,
-        -- greatest/least skip nulls, so keep 'no delivery, no interval' explicit
-        case when delivered > 0 then greatest(0, center - half_width) end as ci_low,
-        case when delivered > 0 then least(1, center + half_width) end as ci_high,
+        wilson.rate as response_rate,
+        wilson.low as ci_low,
+        wilson.high as ci_high,
         cast(:confidence as double precision) as confidence_level
-    from wilson
+    from counts
+    cross join lateral smarketing.wilson_interval(responded, delivered, cast(:z as double precision)) as wilson
 )
 
 select * from final

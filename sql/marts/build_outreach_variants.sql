@@ -32,43 +32,17 @@ totals as (
 intervals as (
     select
         totals.*,
-        overall.p as response_rate,
+        overall.rate as response_rate,
         overall.low as ci_low,
         overall.high as ci_high,
-        recent.p as response_rate_30d,
+        recent.rate as response_rate_30d,
         recent.low as ci_low_30d,
         recent.high as ci_high_30d
     from totals
-    cross join lateral (
-        select
-            w.p,
-            case when w.n > 0 then greatest(0, w.center - w.half) end as low,
-            case when w.n > 0 then least(1, w.center + w.half) end as high
-        from (
-            select
-                n, p,
-                (p + z2 / (2 * n)) / (1 + z2 / n) as center,
-                sqrt(z2) / (1 + z2 / n) * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) as half
-            from (select nullif(totals.delivered, 0)::double precision as n,
-                         totals.responded::double precision / nullif(totals.delivered, 0) as p,
-                         power(cast(:z as double precision), 2) as z2) as inputs
-        ) as w
-    ) as overall
-    cross join lateral (
-        select
-            w.p,
-            case when w.n > 0 then greatest(0, w.center - w.half) end as low,
-            case when w.n > 0 then least(1, w.center + w.half) end as high
-        from (
-            select
-                n, p,
-                (p + z2 / (2 * n)) / (1 + z2 / n) as center,
-                sqrt(z2) / (1 + z2 / n) * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) as half
-            from (select nullif(totals.delivered_30d, 0)::double precision as n,
-                         totals.responded_30d::double precision / nullif(totals.delivered_30d, 0) as p,
-                         power(cast(:z as double precision), 2) as z2) as inputs
-        ) as w
-    ) as recent
+    cross join lateral smarketing.wilson_interval(totals.responded, totals.delivered, cast(:z as double precision))
+        as overall
+    cross join lateral smarketing.wilson_interval(totals.responded_30d, totals.delivered_30d,
+                                                  cast(:z as double precision)) as recent
 ),
 
 leaders as (
