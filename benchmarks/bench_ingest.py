@@ -34,6 +34,7 @@ def copy_floor(shop_url: str, warehouse_url: str) -> dict[str, float]:
     """Seconds to COPY each dataset out of the shop (to a file) and into an unindexed table of the warehouse."""
     import psycopg
 
+    from smarketing_tasks.benchmark import timed_copy
     from smarketing_tasks.db import libpq_url
 
     floor = {}
@@ -46,17 +47,7 @@ def copy_floor(shop_url: str, warehouse_url: str) -> dict[str, float]:
             wh.execute(f"drop table if exists floor_{dataset}")
             wh.execute(f"create table floor_{dataset} ({definition})")
             wh.commit()
-            started = time.perf_counter()
-            with tempfile.TemporaryFile() as spool:
-                with shop.cursor().copy(f"copy shop.{dataset} to stdout") as out:
-                    for block in out:
-                        spool.write(block)
-                spool.seek(0)
-                with wh.cursor().copy(f"copy floor_{dataset} from stdin") as into:
-                    while block := spool.read(1 << 20):
-                        into.write(block)
-            wh.commit()
-            floor[dataset] = time.perf_counter() - started
+            floor[dataset] = timed_copy(shop, f"shop.{dataset}", wh, f"floor_{dataset}")
             wh.execute(f"drop table floor_{dataset}")
             wh.commit()
     return floor

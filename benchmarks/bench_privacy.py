@@ -70,16 +70,12 @@ def main() -> None:
     parser.add_argument("--pg-url")
     args = parser.parse_args()
 
+    from smarketing_tasks.benchmark import bench_server
     from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
     from smarketing_tasks.migrations import migrate
     from smarketing_tasks.privacy import PrivacySettings, apply_retention, erase_customer
 
-    if args.pg_url:
-        admin = args.pg_url
-    else:
-        from smarketing_tasks.embedded import ensure_running
-
-        admin = ensure_running(ROOT / ".data" / "bench-postgres", preferred_port=54349).url()
+    admin = bench_server(args.pg_url)
     name = f"bench_privacy_{uuid.uuid4().hex[:8]}"
     ensure_database(admin, name)
     engine = make_engine(with_database(admin, name))

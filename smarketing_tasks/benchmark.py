@@ -121,6 +121,22 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) ->
     return {"rows": rows, "seconds": seconds}
 
 
+def timed_copy(source, table: str, target, scratch: str) -> float:
+    """Seconds for a plain COPY of ``table`` out of ``source`` (spooled to a file) into ``scratch`` of ``target``
+    (psycopg connections): the floor any stage that reads and writes those rows is compared with."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as spool:
+        with source.cursor().copy(f"copy {table} to stdout") as out:
+            for block in out:
+                spool.write(block)
+        spool.seek(0)
+        with target.cursor().copy(f"copy {scratch} from stdin") as into:
+            while block := spool.read(1 << 20):
+                into.write(block)
+    target.commit()
+    return time.perf_counter() - started
+
+
 def copy_floor(url: str, tables: tuple[str, ...]) -> float:
     """Seconds to COPY the rows of ``tables`` out (to a file) and into empty tables of the same shape."""
     import psycopg
@@ -135,16 +151,7 @@ def copy_floor(url: str, tables: tuple[str, ...]) -> float:
             scratch = "floor_" + table.replace(".", "_")
             conn.execute(f"drop table if exists {scratch}")
             conn.execute(f"create table {scratch} (like {table})")
-            started = time.perf_counter()
-            with tempfile.TemporaryFile() as spool:
-                with conn.cursor().copy(f"copy {table} to stdout") as out:
-                    for block in out:
-                        spool.write(block)
-                spool.seek(0)
-                with conn.cursor().copy(f"copy {scratch} from stdin") as into:
-                    while block := spool.read(1 << 20):
-                        into.write(block)
-            total += time.perf_counter() - started
+            total += timed_copy(conn, table, conn, scratch)
             conn.execute(f"drop table {scratch}")
     return total
 
