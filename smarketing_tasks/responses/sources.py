@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from smarketing_tasks.schema import CHANGE_COLUMN, SOURCE_COLUMNS
 from smarketing_tasks.sources.base import Window
-from smarketing_tasks.sources.export_files import ExportFolderSource, _conform, _in_window, _json_row
+from smarketing_tasks.sources.export_files import ExportFolderSource, _in_window
 from smarketing_tasks.sources.sql_reference import ReferenceSqlSource, _literal
 
 if TYPE_CHECKING:
@@ -79,34 +79,15 @@ class ResponseExportSource(ExportFolderSource):
     def datasets(self) -> tuple[str, ...]:
         return tuple(d for d in RESPONSE_DATASETS if self._file(d) is not None)
 
+    def columns_of(self, dataset: str) -> list[str]:
+        return list(response_columns(dataset) if dataset in RESPONSE_DATASETS else SOURCE_COLUMNS[dataset])
+
     def read(self, dataset: str, window: Window, batch_rows: int) -> Iterator[pd.DataFrame]:
         path = self._file(dataset) if dataset in RESPONSE_DATASETS else None
         if path is None:
             return
-        for frame in self._response_frames(path, dataset, batch_rows):
+        for frame in self._frames(path, dataset, batch_rows):
             yield _in_window(frame, CHANGE_COLUMN[dataset], window)
-
-    def _response_frames(self, path: Path, dataset: str, batch_rows: int) -> Iterator[pd.DataFrame]:
-        import pandas as pd
-
-        columns = list(response_columns(dataset))
-        if path.suffix == ".csv":
-            reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
-                                 encoding_errors="replace", chunksize=batch_rows)
-            for chunk in reader:
-                yield _conform(chunk, columns)
-            return
-        rows: list[dict] = []
-        with path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                text = raw.decode("utf-8", errors="replace").strip()
-                if text:
-                    rows.append(_json_row(text, line_no))
-                if len(rows) >= batch_rows:
-                    yield _conform(pd.DataFrame(rows), columns)
-                    rows = []
-        if rows:
-            yield _conform(pd.DataFrame(rows), columns)
 
 
 # Judge.me's review export (Reviews > Export; the same layout its importer reads), in documented order.

@@ -57,10 +57,14 @@ class ExportFolderSource:
             changes.update(zip(frame["order_id"], frame["updated_at"], strict=True))
         return changes
 
+    def columns_of(self, dataset: str) -> list[str]:
+        """The columns a batch of ``dataset`` carries (subclasses add optional ones)."""
+        return list(SOURCE_COLUMNS[dataset])
+
     def _frames(self, path: Path, dataset: str, batch_rows: int) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        columns = list(SOURCE_COLUMNS[dataset])
+        columns = self.columns_of(dataset)
         if path.suffix == ".csv":
             reader = pd.read_csv(
                 path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
