@@ -131,9 +131,8 @@ def smarketing_responses():
         """Check quarantine shares, then announce new responses to scoring."""
         from smarketing_airflow.connections import settings
 
-        from smarketing_tasks.ingest.report import summarize
+        from smarketing_tasks.ingest.report import check_quarantine_shares, summarize
         from smarketing_tasks.responses import ResponsesSettings
-        from smarketing_tasks.responses.pipeline import check_quarantine_shares
 
         config = settings(ResponsesSettings)
         loaded = [r for r in [*shop, platform] if r]

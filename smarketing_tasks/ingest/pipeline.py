@@ -232,6 +232,34 @@ def rebuild_deferred_indexes(warehouse: sa.Engine, tables: list[str] | None = No
     return rebuilt
 
 
+def finish_run(warehouse: sa.Engine, result: IngestResult, run_id: str) -> None:
+    """Advance the watermark (only ever forward) and record the run in smarketing.ingest_runs, together."""
+    with warehouse.begin() as conn:
+        if result.high_watermark is not None:
+            conn.execute(
+                sa.text(
+                    "insert into smarketing.watermarks (source, dataset, high_watermark) values (:s, :d, :h) "
+                    "on conflict (source, dataset) do update set high_watermark = "
+                    "excluded.high_watermark, updated_at = now() "
+                    "where excluded.high_watermark > smarketing.watermarks.high_watermark"
+                ),
+                {"s": result.source, "d": result.dataset, "h": result.high_watermark},
+            )
+        conn.execute(
+            sa.text(
+                "insert into smarketing.ingest_runs (run_id, source, dataset, window_start, window_end, rows_read, "
+                "rows_loaded, rows_quarantined, seconds) values (:run_id, :source, :dataset, :start, :end, :read, "
+                ":loaded, :quarantined, :seconds) on conflict (run_id, source, dataset) do update set "
+                "window_start = excluded.window_start, window_end = excluded.window_end, rows_read = excluded.rows_read, "
+                "rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, "
+                "seconds = excluded.seconds, finished_at = now()"
+            ),
+            {"run_id": run_id, "source": result.source, "dataset": result.dataset, "start": result.window_start,
+             "end": result.window_end, "read": result.rows_read, "loaded": result.rows_loaded,
+             "quarantined": result.rows_quarantined, "seconds": result.seconds},
+        )
+
+
 def ingest_dataset(
     source: Source,
     dataset: str,
@@ -289,28 +317,7 @@ def ingest_dataset(
         progress(f"{dataset}: indexes rebuilt")
     progress(f"{dataset}: {rows_loaded:,} loaded, {rows_quarantined:,} quarantined")
 
-    seconds = time.perf_counter() - started
-    with warehouse.begin() as conn:
-        if high is not None:
-            conn.execute(
-                sa.text(
-                    "insert into smarketing.watermarks (source, dataset, high_watermark) values (:s, :d, :h) "
-                    "on conflict (source, dataset) do update set high_watermark = "
-                    "excluded.high_watermark, updated_at = now() "
-                    "where excluded.high_watermark > smarketing.watermarks.high_watermark"
-                ),
-                {"s": source.name, "d": dataset, "h": high},
-            )
-        conn.execute(
-            sa.text(
-                "insert into smarketing.ingest_runs (run_id, source, dataset, window_start, window_end, rows_read, "
-                "rows_loaded, rows_quarantined, seconds) values (:run_id, :source, :dataset, :start, :end, :read, "
-                ":loaded, :quarantined, :seconds) on conflict (run_id, source, dataset) do update set "
-                "window_start = excluded.window_start, window_end = excluded.window_end, rows_read = excluded.rows_read, "
-                "rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, "
-                "seconds = excluded.seconds, finished_at = now()"
-            ),
-            {"run_id": run_id, "source": source.name, "dataset": dataset, "start": since, "end": until,
-             "read": rows_read, "loaded": rows_loaded, "quarantined": rows_quarantined, "seconds": seconds},
-        )
-    return IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined, seconds, high)
+    result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
+                          time.perf_counter() - started, high)
+    finish_run(warehouse, result, run_id)
+    return result

@@ -9,11 +9,16 @@ class QuarantineThresholdExceeded(RuntimeError):
     """Too many rows of a dataset were rejected: the source is likely broken, not a few rows."""
 
 
-def check_quarantine_shares(results: Sequence[dict], max_share: float) -> None:
+def check_quarantine_shares(results: Sequence[dict], max_share: float, min_rows: int = 0) -> None:
+    """Fail when a dataset quarantined more than ``max_share`` of the rows it read.
+
+    Datasets that read fewer than ``min_rows`` are exempt: an hourly run may read three reviews, and one
+    bad one is a bad row, not a broken source (it is in smarketing.quarantine either way).
+    """
     offenders = []
     for result in results:
         read = result["rows_read"]
-        if read and result["rows_quarantined"] / read > max_share:
+        if read and read >= min_rows and result["rows_quarantined"] / read > max_share:
             offenders.append(
                 f"{result['dataset']} from {result['source']}: {result['rows_quarantined']:,} of {read:,} rows "
                 f"({result['rows_quarantined'] / read:.1%}) quarantined, above the {max_share:.0%} threshold"

@@ -18,7 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from smarketing_tasks.db import copy_frame
-from smarketing_tasks.ingest.pipeline import IngestResult, quarantine_rows, read_watermark
+from smarketing_tasks.ingest.pipeline import IngestResult, finish_run, quarantine_rows, read_watermark
 from smarketing_tasks.ingest.validate import _reject_frame
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.validate import validate_responses
@@ -306,38 +306,7 @@ def ingest_responses(
         progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
                  f"{rows_quarantined:,} quarantined")
 
-    seconds = time.perf_counter() - started
-    _finish(warehouse, source.name, dataset, run_id, since, until, high, rows_read, rows_loaded, rows_quarantined,
-            seconds)
-    return IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined, seconds, high)
-
-
-def _finish(warehouse: sa.Engine, source_name: str, dataset: str, run_id: str, since, until, high,
-            rows_read: int, rows_loaded: int, rows_quarantined: int, seconds: float) -> None:
-    with warehouse.begin() as conn:
-        if high is not None:
-            conn.execute(sa.text(
-                "insert into smarketing.watermarks (source, dataset, high_watermark) values (:s, :d, :h) "
-                "on conflict (source, dataset) do update set high_watermark = "
-                "greatest(smarketing.watermarks.high_watermark, excluded.high_watermark), updated_at = now()"),
-                {"s": source_name, "d": dataset, "h": high})
-        conn.execute(sa.text(
-            "insert into smarketing.ingest_runs (run_id, source, dataset, window_start, window_end, rows_read, "
-            "rows_loaded, rows_quarantined, seconds) values (:run_id, :source, :dataset, :start, :end, :read, "
-            ":loaded, :quarantined, :seconds) on conflict (run_id, source, dataset) do update set "
-            "window_start = excluded.window_start, window_end = excluded.window_end, rows_read = excluded.rows_read, "
-            "rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined, "
-            "seconds = excluded.seconds, finished_at = now()"),
-            {"run_id": run_id, "source": source_name, "dataset": dataset, "start": since, "end": until,
-             "read": rows_read, "loaded": rows_loaded, "quarantined": rows_quarantined, "seconds": seconds})
-
-
-def check_quarantine_shares(results: list[dict], max_share: float, min_rows: int) -> None:
-    """Fail when a dataset quarantined more than ``max_share`` of at least ``min_rows`` rows read.
-
-    An hourly run may read three reviews; one bad one is a bad row, not a broken source, so small
-    batches only quarantine (the rows and reasons are in smarketing.quarantine either way).
-    """
-    from smarketing_tasks.ingest.report import check_quarantine_shares as check
-
-    check([r for r in results if r["rows_read"] >= min_rows], max_share)
+    result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
+                          time.perf_counter() - started, high)
+    finish_run(warehouse, result, run_id)
+    return result

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smarketing_tasks.ingest.report import QuarantineThresholdExceeded
-from smarketing_tasks.responses.pipeline import check_quarantine_shares
+from smarketing_tasks.ingest.report import QuarantineThresholdExceeded, check_quarantine_shares
 from smarketing_tasks.responses.text import clean_text, detect_language, detect_languages
 
 
