@@ -29,7 +29,7 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from smarketing_airflow.assets import OUTREACH, PURCHASES
 from smarketing_airflow.defaults import DEFAULT_ARGS, SMTP_POOL, tags
-from smarketing_airflow.runtime import run_time
+from smarketing_airflow.runtime import migrate_warehouse, run_time
 
 SEND_CHANNELS = ["email", "sms"]
 
@@ -50,13 +50,10 @@ def smarketing_outreach():
         """Write every due ask into the outbox, planned or skipped with its reason."""
         from smarketing_airflow.connections import settings, warehouse_engine
 
-        from smarketing_tasks.migrations import migrate
         from smarketing_tasks.outreach import OutreachSettings, plan_outreach
 
         context = get_current_context()
-        engine = warehouse_engine()
-        migrate(engine)
-        result = plan_outreach(engine, run_time(context), settings(OutreachSettings), run_id=context["run_id"])
+        result = plan_outreach(warehouse_engine(), run_time(context), settings(OutreachSettings), run_id=context["run_id"])
         print(f"planned {result.planned:,}, skipped {result.skipped:,}: {result.as_dict()['skipped_by_reason']}")
         return result.as_dict()
 
@@ -104,6 +101,7 @@ def smarketing_outreach():
         return summary
 
     planned = plan()
+    migrate_warehouse() >> planned
     reports = send.partial(planned=planned).expand(channel=SEND_CHANNELS)
     audit_outbox(reports) >> publish(planned, reports)
 
