@@ -38,6 +38,20 @@ def clean_text(value: str | None) -> str | None:
     return text or None
 
 
+# py3langid answers in ~0.1 ms a text; below this confidence (short or mixed texts, where its normalised
+# probabilities spread out) the seeded langdetect decides, as it did alone before issue 9 (~1.7 ms a text).
+FAST_DETECTOR_CONFIDENCE = 0.9
+# Language shows in the first sentences; a longer text costs more and says nothing new.
+DETECT_PREFIX_CHARS = 1_000
+
+
+@cache
+def _fast_identifier():
+    from py3langid.langid import _load_identifier
+
+    return _load_identifier(norm_probs=True)  # the model bundled with the package, loaded once per process
+
+
 @cache
 def _detector_ready() -> bool:
     from langdetect import DetectorFactory
@@ -46,10 +60,7 @@ def _detector_ready() -> bool:
     return True
 
 
-def detect_language(text: str | None, min_letters: int = 20) -> str | None:
-    """ISO 639-1 code of ``text`` by langdetect, or None when it is too short or unsure (below 0.8)."""
-    if not text or len(_LETTER.findall(text)) < min_letters:
-        return None
+def _langdetect(text: str) -> str | None:
     _detector_ready()
     import langdetect.detector_factory as factory
     from langdetect import LangDetectException
@@ -58,7 +69,7 @@ def detect_language(text: str | None, min_letters: int = 20) -> str | None:
         factory.init_factory()
     detector = factory._factory.create()
     detector.n_trial = 3  # 3 sampling trials instead of 7: 1.6x faster, same answers on review-length texts
-    detector.append(text[:2000])
+    detector.append(text)
     try:
         best = detector.get_probabilities()[0]
     except (LangDetectException, IndexError):
@@ -68,16 +79,44 @@ def detect_language(text: str | None, min_letters: int = 20) -> str | None:
     return best.lang.split("-")[0]
 
 
-def detect_languages(texts: list[str], min_letters: int = 20, processes: int = 1) -> list[str | None]:
-    """``detect_language`` for many texts; with ``processes`` > 1 and many texts, on that many cores.
+def detect_language(text: str | None, min_letters: int = 20) -> str | None:
+    """ISO 639-1 code of ``text``, or None when it is too short or the detectors are unsure.
 
-    langdetect is pure Python (a few hundred texts per second per core), so large backfills spread
-    over processes; the answers are the same either way (the detector is seeded).
+    py3langid first (fast, deterministic); when it is less than ``FAST_DETECTOR_CONFIDENCE`` sure, the
+    seeded langdetect, which is right more often on short texts, decides (None below 0.8).
     """
-    if processes <= 1 or len(texts) < 2_000:
-        return [detect_language(t, min_letters) for t in texts]
+    if not text or len(_LETTER.findall(text)) < min_letters:
+        return None
+    prefix = text[:DETECT_PREFIX_CHARS]
+    language, confidence = _fast_identifier().classify(prefix)
+    if confidence >= FAST_DETECTOR_CONFIDENCE:
+        return str(language).split("-")[0]
+    return _langdetect(prefix)
+
+
+def _detect_distinct(texts: list[str], min_letters: int) -> list[str | None]:
+    """Identical texts are detected once: real reviews repeat a lot ("Great quality, fast delivery!")."""
+    found: dict[str, str | None] = {}
+    out = []
+    for text in texts:
+        if text not in found:
+            found[text] = detect_language(text, min_letters)
+        out.append(found[text])
+    return out
+
+
+def detect_languages(texts: list[str], min_letters: int = 20, processes: int = 1) -> list[str | None]:
+    """``detect_language`` for many texts; with ``processes`` > 1 and many distinct texts, on that many cores.
+
+    Each distinct text is detected once. The answers are the same either way (both detectors are deterministic).
+    """
+    distinct = list(dict.fromkeys(texts))
+    if processes <= 1 or len(distinct) < 2_000:
+        return _detect_distinct(texts, min_letters)
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     with ProcessPoolExecutor(max_workers=processes) as pool:
-        return list(pool.map(partial(detect_language, min_letters=min_letters), texts, chunksize=500))
+        answers = dict(zip(distinct, pool.map(partial(detect_language, min_letters=min_letters), distinct,
+                                              chunksize=2_000), strict=True))
+    return [answers[t] for t in texts]

@@ -44,9 +44,30 @@ def test_quarantine_threshold_counts_only_runs_big_enough_to_judge():
 
 
 def test_languages_on_several_processes_match_one():
-    texts = ["Absolutely love this tee, the fabric is soft.", "Sehr schönes Shirt, angenehmer Stoff.",
-             "Très bonne qualité, livraison rapide.", "Good."] * 600
+    phrases = ["Absolutely love this tee, the fabric is soft.", "Sehr schönes Shirt, angenehmer Stoff.",
+               "Très bonne qualité, livraison rapide.", "Good."]
+    texts = [f"{phrases[i % 4]} {'x' * (i % 7)}" for i in range(2_400)] + phrases * 100  # distinct and repeated
     assert detect_languages(texts, processes=2) == detect_languages(texts, processes=1)
+
+
+def test_the_fast_detector_answers_when_sure_and_langdetect_decides_when_it_is_not():
+    from smarketing_tasks.responses.text import FAST_DETECTOR_CONFIDENCE, _fast_identifier, _langdetect
+
+    sure = "Die Jacke ist warm, aber der Reißverschluss ist nach zwei Wochen kaputt gegangen."
+    assert _fast_identifier().classify(sure)[1] >= FAST_DETECTOR_CONFIDENCE and detect_language(sure) == "de"
+    unsure = "Schnelle Lieferung, tolle Qualität"  # py3langid: de at ~0.65, langdetect: de
+    assert _fast_identifier().classify(unsure)[1] < FAST_DETECTOR_CONFIDENCE
+    assert detect_language(unsure) == _langdetect(unsure) == "de"
+
+
+def test_only_a_bounded_prefix_is_read_and_identical_texts_are_detected_once():
+    from smarketing_tasks.responses.text import DETECT_PREFIX_CHARS
+
+    english = "The hoodie is warm and the stitching is neat, I wear it every day. "
+    padded = english * (DETECT_PREFIX_CHARS // len(english) + 1)
+    assert detect_language(padded + "Qualität, schöne Farbe, gerne wieder. " * 100) == "en"  # German past the prefix
+    texts = [english, "Sehr schönes Shirt, angenehmer Stoff und gute Passform.", english, "Good."]
+    assert detect_languages(texts) == ["en", "de", "en", None]
 
 
 def test_a_response_later_than_the_run_is_rejected_if_a_source_delivers_it():
