@@ -5,6 +5,11 @@ then runs each stage exactly as the DAG tasks call it — ingest, audit, plan ou
 score, publish marts (sending is excluded: its floor is the SMTP server, see benchmarks/bench_outreach.py).
 Each stage runs in a fresh child process so that its peak RSS is its own. The floor of a stage is a
 plain COPY of the same rows out of PostgreSQL and into an empty table, measured in the same run.
+
+``--incremental`` measures what a normal day costs once a year is loaded (``run_incremental_bench``): the
+loop on the first day of the shop's history, then the history up to the day before the last loaded
+(not timed), then the loop on the last day; the shop database holds, at each point, the shop as it was
+at the end of the simulated day (``shop_as_of``), and that moment is every stage's "now".
 """
 
 from __future__ import annotations
@@ -66,14 +71,20 @@ def fresh_database(admin_url: str, name: str) -> str:
     return with_database(admin_url, name)
 
 
-def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) -> dict:
-    """Run one stage in this process as its DAG task would; returns {"rows": n, "seconds": s}."""
+def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
+              loaded: list[dict] | None = None) -> dict:
+    """Run one stage in this process as its DAG task would; returns {"rows": n, "seconds": s}.
+
+    ``loaded``: the ingest stage's results (its "loaded" entry), which the audit validates as the ingest
+    DAG's audit does: the rows changed in the windows loaded. Without them the audit covers every row.
+    """
     from smarketing_tasks.db import make_engine
 
     warehouse = make_engine(warehouse_url)
-    run_id = f"bench-{stage}"
+    run_id = f"bench-{stage}-{as_of:%Y%m%dT%H%M}"
     started = time.perf_counter()
     rows = 0
+    extra: dict = {}
     if stage == "ingest":
         from smarketing_tasks.ingest import ingest_dataset
         from smarketing_tasks.migrations import migrate
@@ -81,13 +92,19 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) ->
 
         migrate(warehouse)
         source = ReferenceSqlSource(shop_url)
+        extra["loaded"] = []
         for dataset in ("customers", "orders", "order_items"):
-            rows += ingest_dataset(source, dataset, warehouse, until=as_of, run_id=run_id).rows_read
+            result = ingest_dataset(source, dataset, warehouse, until=as_of, run_id=run_id)
+            rows += result.rows_read
+            extra["loaded"].append(result.as_dict())
     elif stage == "audit_purchases":
-        from smarketing_tasks.quality.stages import audit_suites
+        from smarketing_tasks.quality.stages import PURCHASE_SUITES, audit_purchases, audit_suites
 
-        results = audit_suites(warehouse, ("customers", "orders", "order_items"), run_id=run_id, run_time=as_of,
-                               since=None, until=as_of, say=lambda _: None)
+        if loaded is None:
+            results = audit_suites(warehouse, PURCHASE_SUITES, run_id=run_id, run_time=as_of,
+                                   since=None, until=as_of, say=lambda _: None)
+        else:
+            results = audit_purchases(warehouse, loaded, run_id=run_id, run_time=as_of, say=lambda _: None)
         rows = sum(int(r["rows_checked"]) for r in results)
     elif stage == "plan_outreach":
         from smarketing_tasks.outreach import OutreachSettings, plan_outreach
@@ -118,7 +135,7 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) ->
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     seconds = time.perf_counter() - started
     warehouse.dispose()
-    return {"rows": rows, "seconds": seconds}
+    return {"rows": rows, "seconds": seconds, **extra}
 
 
 def timed_copy(source, table: str, target, scratch: str) -> float:
@@ -156,9 +173,10 @@ def copy_floor(url: str, tables: tuple[str, ...]) -> float:
     return total
 
 
-def _child(stage: str, shop_url: str, warehouse_url: str, as_of: datetime) -> dict:
+def _child(stage: str, shop_url: str, warehouse_url: str, as_of: datetime, loaded: list[dict] | None = None) -> dict:
     completed = subprocess.run(
-        [sys.executable, "-m", "smarketing_tasks.benchmark", stage, shop_url, warehouse_url, as_of.isoformat()],
+        [sys.executable, "-m", "smarketing_tasks.benchmark", stage, shop_url, warehouse_url, as_of.isoformat(),
+         json.dumps(loaded)],
         capture_output=True, text=True,
     )
     if completed.returncode != 0:
@@ -207,6 +225,158 @@ def table(figures: list[StageFigures]) -> str:
     return "\n".join(lines)
 
 
+# --- incremental cost: a normal day with a year loaded, against the first day ---------------------------
+
+RESPONSE_TIMES = {"reviews": "created_at", "social_posts": "posted_at", "email_events": "occurred_at"}
+TARGET_RATIO = 1.5  # issue 9: a day's run with a year loaded within 1.5x the first day's
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    stage: str
+    first_rows: int
+    first_seconds: float
+    last_rows: int
+    last_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.last_seconds / self.first_seconds if self.first_seconds else float("nan")
+
+
+def shop_as_of(tables: dict, moment: datetime) -> dict:
+    """The shop as it stood at ``moment``, from the generator's final state (which holds each order's event
+    times): customers created by then, orders placed by then at the status they had, with ``updated_at`` their
+    latest event by then, their lines, and the responses dated by then."""
+    import numpy as np
+    import pandas as pd
+
+    at = pd.Timestamp(moment)
+    orders = tables["orders"][tables["orders"]["ordered_at"] <= at].copy()
+    # Returned and cancelled orders were last updated when they were returned or cancelled.
+    closed_at = orders["updated_at"].where(orders["status"].isin(["returned", "cancelled"]))
+    closed = (closed_at <= at).to_numpy()
+    shipped = orders["shipped_at"].where(orders["shipped_at"] <= at)
+    delivered = orders["delivered_at"].where(orders["delivered_at"] <= at)
+    orders["status"] = np.select([closed, delivered.notna().to_numpy(), shipped.notna().to_numpy()],
+                                 [orders["status"].to_numpy(), "delivered", "shipped"], "placed")
+    orders["shipped_at"], orders["delivered_at"] = shipped, delivered
+    orders["updated_at"] = pd.concat([orders["ordered_at"], shipped, delivered, closed_at.where(closed)],
+                                     axis=1).max(axis=1)
+    snapshot = {
+        "customers": tables["customers"][tables["customers"]["created_at"] <= at],
+        "orders": orders,
+        "order_items": tables["order_items"][tables["order_items"]["order_id"].isin(orders["order_id"])],
+    }
+    for dataset, column in RESPONSE_TIMES.items():
+        if dataset in tables:
+            snapshot[dataset] = tables[dataset][tables[dataset][column] <= at]
+    return snapshot
+
+
+def mark_sent(warehouse, until: datetime) -> int:
+    """Stand in for the send stage (not measured: its floor is the SMTP server): planned messages due by
+    ``until`` went out when due, so reminders, caps and cooldowns see a real outbox history."""
+    import sqlalchemy as sa
+
+    with warehouse.begin() as conn:
+        return conn.execute(sa.text(
+            "update smarketing.outreach_messages set status = 'sent', sent_at = due_at, attempts = attempts + 1 "
+            "where status = 'planned' and due_at <= :until"), {"until": until}).rowcount
+
+
+def run_day(urls: dict[str, str], as_of: datetime, stages: tuple[str, ...], say: Say) -> dict[str, dict]:
+    """Every stage of one day's run, each in a child process; the audit gets the ingest's windows."""
+    measured: dict[str, dict] = {}
+    for stage in stages:
+        loaded = measured.get("ingest", {}).get("loaded")
+        measured[stage] = _child(stage, urls["shop"], urls["warehouse"], as_of, loaded)
+        say(f"  {stage}: {measured[stage]['rows']:,} rows in {measured[stage]['seconds']:.2f}s")
+    return measured
+
+
+def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_day: datetime, say: Say) -> None:
+    """Not measured: bring the warehouse from the end of ``first_day`` to the end of ``last_day``.
+
+    Purchases, responses, scores and marts load in one catch-up run as of ``last_day`` (each stage is
+    incremental by its own watermark); the planner runs for every day in between, with the planned
+    messages marked sent as they fall due, so the outbox holds a year of requests and reminders.
+    """
+    from datetime import timedelta
+
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.demo_shop import write_shop
+    from smarketing_tasks.outreach import OutreachSettings, plan_outreach
+
+    started = time.perf_counter()
+    write_shop(make_engine(urls["shop"]), shop_as_of(tables, last_day))
+    warehouse = make_engine(urls["warehouse"])
+    ingested = run_stage("ingest", urls["shop"], urls["warehouse"], last_day)
+    run_stage("audit_purchases", urls["shop"], urls["warehouse"], last_day, ingested["loaded"])
+    run_stage("responses", urls["shop"], urls["warehouse"], last_day)
+    say(f"  history loaded to {last_day:%Y-%m-%d} ({time.perf_counter() - started:.0f}s); planning each day")
+    settings, day, planned = OutreachSettings(), first_day, 0
+    mark_sent(warehouse, day)
+    while day < last_day:
+        day += timedelta(days=1)
+        planned += plan_outreach(warehouse, day, settings, run_id=f"bench-history-{day:%Y%m%d}").planned
+        mark_sent(warehouse, day)
+    say(f"  {planned:,} messages planned and sent over the history ({time.perf_counter() - started:.0f}s)")
+    run_stage("score", urls["shop"], urls["warehouse"], last_day)
+    run_stage("publish_marts", urls["shop"], urls["warehouse"], last_day)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("analyze")
+    warehouse.dispose()
+    say(f"  scored and published ({time.perf_counter() - started:.0f}s)")
+
+
+def run_incremental_bench(admin_url: str, purchases: int, days: int, end: datetime, seed: int, say: Say,
+                          stages: tuple[str, ...] = STAGES) -> list[DayFigures]:
+    """Time each stage on the first day of a ``days``-day shop and on its last day with the rest loaded."""
+    from datetime import timedelta
+
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.demo_shop import ShopSpec, generate, generate_responses, write_shop
+
+    if days < 3:
+        raise ValueError("the incremental bench needs 3 days at least: a first day, history, a last day")
+    # Databases of its own: the whole-loop bench may run on the same server at the same time.
+    urls = {role: fresh_database(admin_url, f"smarketing_bench_incremental_{role}") for role in ("shop", "warehouse")}
+    spec = ShopSpec(customers=max(1, int(purchases / 1.66)), days=days, end=end, seed=seed)
+    say(f"building a shop: ~{purchases:,} purchases by {spec.customers:,} customers over {days} days")
+    tables = generate(spec)
+    tables.update(generate_responses(tables, spec))
+    first_day, last_day = end - timedelta(days=days - 1), end
+    shop = make_engine(urls["shop"])
+
+    counts = write_shop(shop, shop_as_of(tables, first_day))
+    say(f"day 1 (until {first_day.isoformat()}): " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    first = run_day(urls, first_day, stages, say)
+
+    say(f"days 2-{days - 1}, not timed:")
+    load_history(urls, tables, first_day, last_day - timedelta(days=1), say)
+
+    counts = write_shop(shop, shop_as_of(tables, last_day))
+    shop.dispose()
+    say(f"day {days} (until {last_day.isoformat()}): " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    last = run_day(urls, last_day, stages, say)
+    return [DayFigures(stage, first[stage]["rows"], first[stage]["seconds"], last[stage]["rows"],
+                       last[stage]["seconds"]) for stage in stages]
+
+
+def day_table(figures: list[DayFigures], days: int) -> str:
+    lines = [f"| stage | day-1 rows | day-1 s | day-{days} rows | day-{days} s | ratio | < {TARGET_RATIO} |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for f in figures:
+        lines.append(f"| {f.stage} | {f.first_rows:,} | {f.first_seconds:.2f} | {f.last_rows:,} | "
+                     f"{f.last_seconds:.2f} | {f.ratio:.2f} | {'yes' if f.ratio < TARGET_RATIO else '**no**'} |")
+    first, last = sum(f.first_seconds for f in figures), sum(f.last_seconds for f in figures)
+    ratio = last / first if first else float("nan")
+    lines.append(f"| **loop** | | {first:.2f} | | {last:.2f} | {ratio:.2f} | "
+                 f"{'yes' if ratio < TARGET_RATIO else '**no**'} |")
+    return "\n".join(lines)
+
+
 def peak_rss_sampler() -> Callable[[], float]:
     """Sample this process's RSS every 20 ms; returns a function giving the peak so far in MiB.
 
@@ -228,8 +398,9 @@ def peak_rss_sampler() -> Callable[[], float]:
 
 def _main() -> None:
     stage, shop_url, warehouse_url, as_of = sys.argv[1:5]
+    loaded = json.loads(sys.argv[5]) if len(sys.argv) > 5 else None
     peak = peak_rss_sampler()
-    result = run_stage(stage, shop_url, warehouse_url, datetime.fromisoformat(as_of))
+    result = run_stage(stage, shop_url, warehouse_url, datetime.fromisoformat(as_of), loaded)
     result["peak_rss_mib"] = peak()
     print("STAGE " + json.dumps(result), flush=True)
 
@@ -238,4 +409,5 @@ if __name__ == "__main__":
     _main()
 
 
-__all__ = ["STAGES", "StageFigures", "run_bench", "run_stage", "table"]
+__all__ = ["STAGES", "DayFigures", "StageFigures", "day_table", "run_bench", "run_incremental_bench", "run_stage", "shop_as_of",
+           "table"]

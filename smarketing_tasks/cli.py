@@ -194,13 +194,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The whole loop at scale, stage by stage, against the COPY floor (see smarketing_tasks.benchmark)."""
-    from smarketing_tasks.benchmark import STAGES, bench_server, run_bench, table
+    from smarketing_tasks import benchmark
 
-    admin = bench_server(args.pg_url, Path(args.data_dir))
-    stages = tuple(args.stages.split(",")) if args.stages else STAGES
-    figures = run_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say, stages)
+    admin = benchmark.bench_server(args.pg_url, Path(args.data_dir))
+    stages = tuple(args.stages.split(",")) if args.stages else benchmark.STAGES
+    if args.incremental:
+        days = benchmark.run_incremental_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say,
+                                               stages)
+        say("")
+        say(benchmark.day_table(days, args.days))
+        return 0
+    figures = benchmark.run_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say, stages)
     say("")
-    say(table(figures))
+    say(benchmark.table(figures))
     return 0
 
 
@@ -294,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--end", default="2026-11-22", help="the shop's last day and the loop's 'now'")
     bench.add_argument("--stages", help="comma-separated subset of the stages, in order")
+    bench.add_argument("--incremental", action="store_true",
+                       help="time a normal day with the rest of the history loaded against the first day")
     bench.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: an embedded one)")
     bench.add_argument("--data-dir", default=str(DATA_DIR))
     bench.set_defaults(func=cmd_bench)

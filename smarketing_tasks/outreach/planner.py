@@ -117,9 +117,22 @@ _RECIPIENT_COLUMNS = """
     nullif(btrim(cc.email), '') as email, sup.reason as suppression
 """
 
-_ORDER_CLOSED = """(o.status in ('returned', 'cancelled') or exists (
+
+
+def _order_closed(alias: str) -> str:
+    return f"""({alias}.status in ('returned', 'cancelled') or exists (
     select 1 from smarketing.order_status_history h
-    where h.order_id = o.order_id and h.status in ('returned', 'cancelled')))"""
+    where h.order_id = {alias}.order_id and h.status in ('returned', 'cancelled')))"""
+
+
+_ORDER_CLOSED = _order_closed("o")
+
+
+def _since_window(days_before: str) -> str:
+    """A lower bound on a timestamp column, so that a day's run reads only rows whose ask can fall in this
+    window (by index) instead of the whole history. It keeps a superset of the rows the exact window test
+    keeps: one day of slack covers day arithmetic across daylight-saving changes."""
+    return f":as_of - make_interval(days => least(:ask_window, :request_ttl) + {days_before} + 1)"
 
 
 def _candidates_insert(select_sql: str, extra_skips: str) -> str:
@@ -150,6 +163,10 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
                                         o.ordered_at + make_interval(days => :order_fallback)) as ask_at) t
     {_RECIPIENT.format(alias="o")}
     where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+      -- the same test per branch of ask_at, in a form indexes serve (0016): a day's orders, not a year's
+      and (o.delivered_at > {_since_window(":review_delay")}
+           or (o.delivered_at is null and o.shipped_at > {_since_window(":ship_fallback")})
+           or (o.delivered_at is null and o.shipped_at is null and o.ordered_at > {_since_window(":order_fallback")}))
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = o.order_id and m.kind = 'review_request')
 """, "when x.reviewed then 'already reviewed'")
@@ -165,6 +182,7 @@ _REMINDERS = _candidates_insert(f"""
     left join smarketing.orders o on o.order_id = r.order_id
     {_RECIPIENT.format(alias="r")}
     where r.kind = 'review_request' and r.status = 'sent'
+      and greatest(r.due_at, r.sent_at) > {_since_window(":reminder_delay")}  -- by index (0016)
       and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) <= :as_of
       and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       and not exists (select 1 from smarketing.outreach_messages m
@@ -185,13 +203,20 @@ _SHARE_ASKS = _candidates_insert(f"""
                           where s.customer_id = rv.customer_id order by s.score_date desc limit 1) sc on true
             where rv.rating >= :share_min_rating and sc.sentiment >= :share_min_sentiment and not sc.is_lukewarm
               and rv.customer_id is not null and rv.order_id is not null
+              and rv.created_at > {_since_window(":share_delay")}  -- by reviews_created_at_idx
             union all
             select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
+                -- nth: the order's place among the customer's delivered, open orders by (delivered_at, order_id),
+                -- counted for the orders of this window only (by index) rather than ranked over all orders
                 select o.customer_id, o.order_id,
                        o.delivered_at + make_interval(days => :review_delay + :share_delay) as ask_at,
-                       count(*) over (partition by o.customer_id order by o.delivered_at, o.order_id) as nth
+                       (select count(*) from smarketing.orders p
+                        where p.customer_id = o.customer_id and p.status = 'delivered' and p.delivered_at is not null
+                          and not {_order_closed("p")}
+                          and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
                 from smarketing.orders o
                 where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
+                  and o.delivered_at > {_since_window(":review_delay + :share_delay")}
             ) repeat where nth >= :share_repeat_orders
               -- not a repeat buyer who has just told us they are unhappy
               and not exists (select 1 from smarketing.reviews rv
