@@ -37,6 +37,9 @@ class ValueModel:
     bgnbd: clv.BgNbdParams | None
     gamma_gamma: clv.GammaGammaParams | None
     population_mean_value: float
+    # RFM quintile cut points of the population at the fit (last order in epoch microseconds, orders, kept
+    # revenue): bucket = 1 + the number of cut points at or below the value; None = no buyer reached it.
+    rfm_cuts: tuple[tuple[float | None, ...], ...] | None = None
 
 
 def _num(frame: pd.DataFrame, column: str, default: float = np.nan) -> np.ndarray:
@@ -52,25 +55,34 @@ def _text(frame: pd.DataFrame, column: str) -> list[str | None]:
             for v in frame[column].tolist()]
 
 
-def value_estimates(frame: pd.DataFrame, model: ValueModel, settings: ScoringSettings) -> pd.DataFrame:
-    """Expected purchases and value over the horizon, and P(still active), per customer."""
+def _alive_and_expected(model: ValueModel, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                        horizon: float) -> tuple[np.ndarray, np.ndarray]:
+    """P(still active) and expected purchases over ``horizon`` (all in the model's time unit)."""
+    t_x = np.minimum(t_x, T)
+    if model.bgnbd is not None:
+        return (clv.probability_alive(model.bgnbd, x, t_x, T),
+                clv.expected_purchases(model.bgnbd, horizon, x, t_x, T))
+    # Fallback (too few customers to fit): the customer's own purchase rate, damped by how long they
+    # have been quiet compared with their usual gap between purchases.
+    rate = (x + 1) / (T + horizon)  # one purchase of prior credit, spread over the observed time + horizon
+    gap = np.where(x > 0, t_x / np.maximum(x, 1), np.maximum(T, 1.0))
+    p_alive = np.where(x > 0, np.exp(-np.maximum(T - t_x, 0) / np.maximum(2 * gap, 1.0)), 1.0)
+    return p_alive, rate * horizon * p_alive
+
+
+def _purchase_history(frame: pd.DataFrame, settings: ScoringSettings) -> tuple[np.ndarray, ...]:
     unit = settings.clv_time_unit_days
     x = np.nan_to_num(_num(frame, "x"), nan=0.0)
     t_x = np.nan_to_num(_num(frame, "t_x_days"), nan=0.0) / unit
     T = np.nan_to_num(_num(frame, "T_days"), nan=0.0) / unit
-    t_x = np.minimum(t_x, T)
+    return x, t_x, T
+
+
+def value_estimates(frame: pd.DataFrame, model: ValueModel, settings: ScoringSettings) -> pd.DataFrame:
+    """Expected purchases and value over the horizon, and P(still active), per customer."""
+    x, t_x, T = _purchase_history(frame, settings)
     buyer = np.nan_to_num(_num(frame, "orders_count"), nan=0.0) > 0
-    horizon = settings.value_horizon_days / unit
-    if model.bgnbd is not None:
-        expected = clv.expected_purchases(model.bgnbd, horizon, x, t_x, T)
-        p_alive = clv.probability_alive(model.bgnbd, x, t_x, T)
-    else:
-        # Fallback (too few customers to fit): the customer's own purchase rate, damped by how long they
-        # have been quiet compared with their usual gap between purchases.
-        rate = (x + 1) / (T + horizon)  # one purchase of prior credit, spread over the observed time + horizon
-        gap = np.where(x > 0, t_x / np.maximum(x, 1), np.maximum(T, 1.0))
-        p_alive = np.where(x > 0, np.exp(-np.maximum(T - t_x, 0) / np.maximum(2 * gap, 1.0)), 1.0)
-        expected = rate * horizon * p_alive
+    p_alive, expected = _alive_and_expected(model, x, t_x, T, settings.value_horizon_days / settings.clv_time_unit_days)
     order_value = clv.expected_order_value(model.gamma_gamma, x, _num(frame, "mean_repeat_value"),
                                            model.population_mean_value)
     expected = np.where(buyer, expected, 0.0)
@@ -79,6 +91,74 @@ def value_estimates(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
         "predicted_value_90d": np.round(expected * order_value, 2),
         "p_alive": np.where(buyer, p_alive, np.nan),
     }, index=frame.index)
+
+
+def rfm_buckets(frame: pd.DataFrame, model: ValueModel) -> pd.DataFrame:
+    """RFM quintiles 1-5 from the model's cut points (the population's percent_rank buckets at the fit).
+
+    Compared exactly: the last order in integer microseconds, revenue in cents. NaN for non-buyers.
+    """
+    buyer = np.nan_to_num(_num(frame, "orders_count"), nan=0.0) > 0
+    values = {"rfm_r": np.round(_num(frame, "last_order_us")), "rfm_f": _num(frame, "orders_count"),
+              "rfm_m": np.round(_num(frame, "lifetime_value") * 100)}
+    out = {}
+    for (column, value), cuts in zip(values.items(), model.rfm_cuts or ((), (), ()), strict=True):
+        bucket = np.ones(len(frame))
+        for cut in cuts:
+            if cut is not None:
+                bucket += value >= (round(cut * 100) if column == "rfm_m" else cut)
+        out[column] = np.where(buyer & ~np.isnan(value) & bool(model.rfm_cuts), bucket, np.nan)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def days_to_time_boundary(frame: pd.DataFrame, scored: pd.DataFrame, model: ValueModel, settings: ScoringSettings,
+                          horizon_days: int) -> np.ndarray:
+    """Days from the scoring date until the customer's segment may change with time alone (-1: not within
+    ``horizon_days``), holding every input fixed.
+
+    Time moves a segment only through P(alive), which falls as T grows: at_risk starts below
+    ``at_risk_p_alive``, a quiet repeat buyer stops being promising below 0.5, and the score (which holds
+    0.4 x P(alive) of the value part) can fall under the champion or advocate minimum. The next of these
+    thresholds below today's P(alive) is found by bisection over whole days with the model's own P(alive);
+    the score thresholds are taken a rounding step early, so a customer is rescored on the day or a day early.
+    """
+    n = len(frame)
+    days = np.full(n, -1, dtype="int64")
+    x, t_x, T = _purchase_history(frame, settings)
+    buyer = np.nan_to_num(_num(frame, "orders_count"), nan=0.0) > 0
+    p_now = scored["ctx_p_alive"].to_numpy(dtype="float64")
+    candidates = [np.full(n, settings.at_risk_p_alive), np.full(n, 0.5)]
+    slope = 100 * settings.weights()["value"] * 0.4  # score points per unit of P(alive)
+    if slope > 0:
+        base = scored["ctx_score_base"].to_numpy(dtype="float64")
+        for minimum in (settings.champion_min_score, settings.advocate_min_score):
+            candidates.append((minimum - 0.05 - base) / slope + 1e-9)
+    thresholds = np.stack(candidates, axis=1)
+    below = np.where(thresholds <= p_now[:, None], thresholds, -np.inf)
+    target = below.max(axis=1)
+    live = buyer & (x > 0) & np.isfinite(target) & (target > 0) & ~np.isnan(p_now)
+    if not live.any():
+        return days
+    unit = settings.clv_time_unit_days
+    xs, txs, Ts, goal = x[live], t_x[live], T[live], target[live]
+
+    def crossed(offset: np.ndarray) -> np.ndarray:
+        p, _ = _alive_and_expected(model, xs, txs, Ts + offset / unit, 1.0)
+        return p < goal
+
+    lo = np.zeros(len(xs))
+    hi = np.full(len(xs), float(horizon_days))
+    reached = crossed(hi)
+    while True:
+        open_ = reached & (hi - lo > 1)
+        if not open_.any():
+            break
+        mid = np.floor((lo + hi) / 2)
+        hit = crossed(mid)
+        hi = np.where(open_ & hit, mid, hi)
+        lo = np.where(open_ & ~hit, mid, lo)
+    days[np.flatnonzero(live)[reached]] = hi[reached].astype("int64")
+    return days
 
 
 def _nps_level(score: np.ndarray) -> np.ndarray:
@@ -115,8 +195,16 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     review_text = _text(frame, "review_text")
     nps_comment = _text(frame, "nps_comment")
     texts = [c if u else r for u, c, r in zip(use_nps, nps_comment, review_text, strict=True)]
-    given_language = [None if u else lang for u, lang in zip(use_nps, _text(frame, "review_language"), strict=True)]
-    analysed = analyse_texts(texts, rules, given_language)
+    # A review's sentiment is computed once, when it is loaded (smarketing.review_signals); VADER runs here
+    # only for NPS comments and for reviews without a signal yet.
+    signal = ~use_nps & (frame["review_signal"].fillna(False).astype(bool).to_numpy()
+                         if "review_signal" in frame else np.zeros(len(frame), bool))
+    signal_sentiment = _num(frame, "review_sentiment")
+    signal_language = _text(frame, "review_signal_language")
+    given_language = [None if u else (sl if s and sl else lang) for u, s, sl, lang in
+                      zip(use_nps, signal, signal_language, _text(frame, "review_language"), strict=True)]
+    sentiments = [(None if v != v else v) if s else ... for s, v in zip(signal, signal_sentiment.tolist(), strict=True)]
+    analysed = analyse_texts(texts, rules, given_language, sentiments)
     compound = analysed["compound"].to_numpy()
     scored = analysed["scored"].to_numpy()
     faint = analysed["faint"].to_numpy()
@@ -184,9 +272,11 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     rfm = (_num(frame, "rfm_r") + _num(frame, "rfm_f") + _num(frame, "rfm_m") - 3) / 12.0
     p_alive = value["p_alive"].to_numpy()
     value_part = np.where(orders > 0, 0.6 * np.nan_to_num(rfm, nan=0.0) + 0.4 * np.nan_to_num(p_alive, nan=0.0), 0.0)
-    score = 100 * (weights["satisfaction"] * satisfaction + weights["sentiment"] * sentiment_part
-                   + weights["advocacy"] * advocacy + weights["value"] * value_part)
-    score = np.clip(np.round(score, 1), 0, 100)
+    raw_score = 100 * (weights["satisfaction"] * satisfaction + weights["sentiment"] * sentiment_part
+                       + weights["advocacy"] * advocacy + weights["value"] * value_part)
+    score = np.clip(np.round(raw_score, 1), 0, 100)
+    # the score without its P(alive) share: where time alone moves it (days_to_time_boundary)
+    score_base = raw_score - 100 * weights["value"] * 0.4 * np.where(orders > 0, np.nan_to_num(p_alive, nan=0.0), 0.0)
 
     level = fb["feedback_level"].to_numpy()
     acted = (post_count > 0) | (referrals > 0)
@@ -263,6 +353,7 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     result["ctx_feedback_from"] = facts["source"].to_numpy()
     result["ctx_nps_score"] = nps
     result["ctx_p_alive"] = p_alive
+    result["ctx_score_base"] = score_base
     return result
 
 
@@ -401,13 +492,14 @@ def follow_up_candidates(scored: pd.DataFrame, settings: ScoringSettings) -> pd.
     need = scored[scored["segment"].isin(list(FOLLOW_UP_SEGMENTS))]
     if need.empty:
         return pd.DataFrame(columns=["customer_id", "reason", "owner_team", "review_excerpt",
-                                     "suggested_questions", "priority_weight"])
+                                     "suggested_questions", "priority_weight", "priority_log_weight"])
     age = need["ctx_feedback_age_days"].to_numpy(dtype="float64")
     age = np.where((need["segment"].to_numpy() == "at_risk") | np.isnan(age),
                    need["recency_days"].astype("float64").fillna(365).to_numpy(), age)
     value = np.maximum(need["predicted_value_90d"].astype("float64").fillna(0).to_numpy(),
                        need["lifetime_value"].astype("float64").to_numpy() / 10) + 1.0
-    weight = value * 0.5 ** (np.nan_to_num(age, nan=365.0) / settings.follow_up_recency_half_life_days)
+    halvings = np.nan_to_num(age, nan=365.0) / settings.follow_up_recency_half_life_days
+    weight = value * 0.5 ** halvings
     questions, excerpts = [], []
     columns = [need[c].astype("object").tolist() if str(need[c].dtype) in ("Int16", "Int32") else need[c].tolist()
                for c in ("segment", "ctx_feedback_level", "ctx_feedback_from", "ctx_nps_score", "last_rating",
@@ -426,4 +518,6 @@ def follow_up_candidates(scored: pd.DataFrame, settings: ScoringSettings) -> pd.
         "review_excerpt": excerpts,
         "suggested_questions": questions,
         "priority_weight": np.round(weight, 6),
+        # log of the weight without rounding: never -inf for old feedback, and shifts uniformly with the date
+        "priority_log_weight": np.log(value) - np.log(2) * halvings,
     })

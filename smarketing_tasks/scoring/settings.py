@@ -16,6 +16,12 @@ class ScoringSettings:
     # --- fan-out -----------------------------------------------------------------------------------------
     partitions: int = 4  # customers are split by hash(customer_id) mod partitions; one mapped task each
 
+    # --- incremental runs (docs/scoring.md, "What a run rescores") ------------------------------------------
+    full_rescore: bool = False  # rescore every customer on every run (else only changed and time-due ones)
+    model_refit_days: int = 7  # refit the value model (and RFM cut points) when the last fit is this old ...
+    model_refit_changed_share: float = 0.10  # ... or when customers with changed inputs since reach this share
+    rescore_horizon_days: int = 1095  # how far ahead a customer's next time-boundary date is looked for
+
     # --- the lukewarm rule (seed 004) ----------------------------------------------------------------------
     short_words: int = 4  # a text of at most this many words with no strong feeling is "short and faint"
     strong_compound: float = 0.55  # VADER compound at or above this is real enthusiasm ("Great!", "Love it")

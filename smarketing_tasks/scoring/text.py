@@ -125,40 +125,46 @@ class TextRules:
 
 
 def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
-                  languages: Iterable[str | None] | None = None) -> pd.DataFrame:
+                  languages: Iterable[str | None] | None = None,
+                  sentiments: Iterable[float | None] | None = None) -> pd.DataFrame:
     """One row per text: language, scored (English), compound (NaN when not scored), faint, word count.
 
     Identical texts are analysed once (real reviews repeat a lot: "Great!", "Good."), which keeps a batch of
     a few hundred thousand texts within seconds. ``languages`` may carry a language the source already knows.
+    ``sentiments`` may carry a VADER compound computed once per text elsewhere (smarketing.review_signals):
+    a float (or None for "not scored there") is used instead of running VADER; ``...`` (Ellipsis) or a
+    missing list means "not known, compute it".
     """
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
     known = list(languages) if languages is not None else [None] * len(texts)
-    analyzer = _analyzer()
-    cache: dict[tuple[str, str | None], tuple[str, bool, float, bool, int]] = {}
+    given_sentiments = list(sentiments) if sentiments is not None else [...] * len(texts)
+    cache: dict[tuple, tuple[str, bool, float, bool, int]] = {}
     rows = []
-    for text, given in zip(texts, known, strict=True):
+    for text, given, sentiment in zip(texts, known, given_sentiments, strict=True):
         given = given if isinstance(given, str) and given else None
-        key = (text, given)
+        if sentiment is not ... and sentiment is not None and sentiment != sentiment:
+            sentiment = None  # NaN: not scored there
+        key = (text, given, sentiment)
         hit = cache.get(key)
         if hit is None:
-            stripped = text.strip()
-            if not stripped:
-                hit = ("und", False, float("nan"), False, 0)
-            else:
-                language = (given or detect_language(stripped)).lower()
-                language = language if language == "und" else language[:2]
-                n_words = len(words(stripped))
-                if language == "en":
-                    compound = float(analyzer.polarity_scores(stripped)["compound"])
-                    hit = ("en", True, compound,
-                           is_faint(stripped, compound, rules.short_words, rules.strong_compound,
-                                    rules.negative_compound), n_words)
-                else:
-                    hit = (language, False, float("nan"), False, n_words)
+            hit = _analyse_one(text.strip(), given, sentiment, rules)
             cache[key] = hit
         rows.append(hit)
     frame = pd.DataFrame(rows, columns=["language", "scored", "compound", "faint", "words"])
     return frame.astype({"scored": "bool", "compound": "float64", "faint": "bool", "words": "int64"})
+
+
+def _analyse_one(stripped: str, given: str | None, sentiment, rules: TextRules) -> tuple[str, bool, float, bool, int]:
+    if not stripped:
+        return ("und", False, float("nan"), False, 0)
+    language = (given or detect_language(stripped)).lower()
+    language = language if language == "und" else language[:2]
+    n_words = len(words(stripped))
+    if language != "en" or sentiment is None:  # not English, or the stored signal did not score it
+        return (language, False, float("nan"), False, n_words)
+    compound = float(_analyzer().polarity_scores(stripped)["compound"]) if sentiment is ... else float(sentiment)
+    return ("en", True, compound,
+            is_faint(stripped, compound, rules.short_words, rules.strong_compound, rules.negative_compound), n_words)
 
 
 def excerpt(text: str | None, limit: int = 80) -> str:

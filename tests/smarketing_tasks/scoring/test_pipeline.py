@@ -115,11 +115,16 @@ def test_reruns_replace_and_history_accumulates(warehouse):
     assert len(follow_ups) == len({(r.customer_id, r.reason) for r in follow_ups})
     assert ("c1", "lukewarm", "contacted", "called") in follow_ups  # the team's work is kept
 
-    run_all(warehouse, NOW + timedelta(days=1), settings, say=lambda _: None)  # next day: history
+    # Next day: history by date, and only who changed is rescored (c7's order dated the day after counts now).
+    summary = run_all(warehouse, NOW + timedelta(days=1), settings, say=lambda _: None)
     with warehouse.connect() as conn:
         per_date = conn.execute(sa.text(
             "select score_date, count(*) from smarketing.advocate_scores group by 1 order by 1")).all()
-    assert [n for _, n in per_date] == [80, 80]
+        c7 = conn.execute(sa.text("select orders_count from smarketing.advocate_scores where customer_id = 'c7' "
+                                  "order by score_date")).scalars().all()
+    assert [n for _, n in per_date] == [80, 1] and summary["mode"] == "incremental"
+    assert c7 == [first["c7"]["orders_count"], first["c7"]["orders_count"] + 1]
+    assert summary["population"] == 80
 
 
 def test_partitioning_does_not_change_scores(warehouse):
