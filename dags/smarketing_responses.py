@@ -45,11 +45,14 @@ PLATFORM_CONN_ID = "smarketing_review_platform"
 def _ingest(source, dataset: str) -> dict:
     from smarketing_airflow.connections import settings, warehouse_engine
 
+    from smarketing_tasks.marts import MartSettings
+    from smarketing_tasks.marts.review_signals import SignalRules
     from smarketing_tasks.responses import ResponsesSettings, ingest_responses
 
     context = get_current_context()
     result = ingest_responses(source, dataset, warehouse_engine(), until=run_time(context),
-                              run_id=context["run_id"], settings=settings(ResponsesSettings), progress=print)
+                              run_id=context["run_id"], settings=settings(ResponsesSettings), progress=print,
+                              signal_rules=SignalRules.from_settings(settings(MartSettings)))
     print(f"{dataset} from {source.name}: {result.rows_loaded:,} new or changed, "
           f"{result.rows_quarantined:,} quarantined of {result.rows_read:,} read in {result.seconds:.1f}s")
     return result.as_dict()

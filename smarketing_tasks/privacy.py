@@ -117,6 +117,8 @@ def _match_clauses(table: _Table) -> list[str]:
             clauses.append(f"{col}::text = any(:ids)")
         elif column in ("order_id", "referred_order_id"):
             clauses.append(f"{col}::text = any(:orders)")
+        elif column == "review_id":  # rows derived from the person's reviews (smarketing.review_signals)
+            clauses.append(f"{col}::text = any(:reviews)")
         elif column == "message_id":
             clauses.append(f"{col}::text = any(:messages)")
         elif column in ("email", "reviewer_email"):
@@ -151,8 +153,11 @@ def _subject(conn: sa.Connection, customer_id: str | None, email: str | None) ->
     messages = set(conn.execute(sa.text(
         "select message_id from smarketing.outreach_messages where customer_id = any(:ids)"),
         {"ids": list(ids)}).scalars())
+    reviews = set(conn.execute(sa.text(
+        "select review_id from smarketing.reviews where customer_id = any(:ids) or order_id = any(:orders)"),
+        {"ids": list(ids), "orders": list(orders)}).scalars())
     return {"ids": sorted(ids), "emails": sorted(emails), "phones": sorted(phones), "orders": sorted(orders),
-            "messages": sorted(messages)}
+            "messages": sorted(messages), "reviews": sorted(reviews)}
 
 
 def _delete_everywhere(conn: sa.Connection, subject: dict[str, list[str]]) -> dict[str, int]:

@@ -20,7 +20,12 @@ from statistics import NormalDist
 import sqlalchemy as sa
 
 from smarketing_tasks.marts.catalog import MARTS_DIR, Mart, load_catalog
-from smarketing_tasks.marts.review_signals import EMAIL_PATTERN, PHONE_PATTERN, review_signals
+from smarketing_tasks.marts.review_signals import (
+    EMAIL_PATTERN,
+    PHONE_PATTERN,
+    SignalRules,
+    refresh_review_signals,
+)
 from smarketing_tasks.marts.settings import MartSettings
 
 PUBLISH_SCHEMA = "marketing"
@@ -68,6 +73,9 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
         conn.commit()
         try:
             started = time.perf_counter()
+            with conn.begin():  # committed on its own: signals stay computed even if the build fails
+                refreshed = refresh_review_signals(conn, SignalRules.from_settings(settings))
+            say(f"review signals: {refreshed:,} new or stale reviews scored for tone, lukewarm answers and quotes")
             with conn.begin():
                 result.rows = _build(conn, as_of, settings, catalog, marts_dir, say)
                 _audit(conn, catalog)
@@ -135,8 +143,6 @@ def _build(conn: sa.Connection, as_of: datetime, settings: MartSettings, catalog
         raise MartBuildError(f"role {BI_ROLE} is missing: apply the warehouse migrations first")
     conn.exec_driver_sql(f"drop schema if exists {BUILD_SCHEMA} cascade")
     conn.exec_driver_sql(f"create schema {BUILD_SCHEMA}")
-    signals = _fill_review_signals(conn, as_of, settings)
-    say(f"review signals: {signals:,} reviews scored for tone, lukewarm answers and quotes")
     parameters = _parameters(as_of, settings)
     rows: dict[str, int] = {}
     for mart in catalog:
@@ -164,26 +170,6 @@ def _build(conn: sa.Connection, as_of: datetime, settings: MartSettings, catalog
         rows[mart.name] = inserted
         say(f"built {mart.name}: {inserted:,} rows in {time.perf_counter() - started:.2f}s")
     return rows
-
-
-def _fill_review_signals(conn: sa.Connection, as_of: datetime, settings: MartSettings) -> int:
-    from smarketing_tasks.db import raw_cursor
-
-    conn.exec_driver_sql(
-        """create temp table review_signals (
-               review_id text primary key, sentiment double precision, is_lukewarm boolean not null,
-               quote text, quote_sentiment double precision, title_redacted text) on commit drop""")
-    reviews = conn.execute(sa.text(
-        """select review_id, rating, title, body, consent_to_publish and rating >= :min_rating
-           from smarketing.reviews where created_at <= :as_of"""),
-        {"as_of": as_of, "min_rating": settings.testimonial_min_rating}).all()
-    signals = review_signals(reviews, settings.quote_max_chars)
-    with raw_cursor(conn) as cur, cur.copy(
-            "copy review_signals (review_id, sentiment, is_lukewarm, quote, quote_sentiment, title_redacted) "
-            "from stdin") as copy:
-        for s in signals:
-            copy.write_row((s.review_id, s.sentiment, s.is_lukewarm, s.quote, s.quote_sentiment, s.title_redacted))
-    return len(signals)
 
 
 def _redact_free_text(conn: sa.Connection, table: str, mart: Mart) -> None:

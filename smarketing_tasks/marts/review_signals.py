@@ -1,4 +1,11 @@
-"""Per-review signals the marts need and SQL cannot compute: tone (VADER), the lukewarm rule, the best quote.
+"""Per-review signals the marts and scoring need and SQL cannot compute: language, tone (VADER), the lukewarm
+rule, the best quote. Computed once per review and kept in ``smarketing.review_signals`` (migration 0014).
+
+When: the responses stage refreshes the signals of each batch of reviews in the transaction that loads it,
+so scoring (which runs before the marts) never sees a review without them; the marts build refreshes
+whatever is still missing or stale (reviews loaded before 0014, changed settings) before it builds. A row
+is stale when its ``content_hash`` (rating, title, body, consent, language) or its ``rules_version`` (code
+version and the settings below) differs: a changed review or a changed rule is recomputed, nothing else.
 
 Also the redaction of contact data from free text: reviews are written by customers, who sometimes leave
 an email address or a phone number in them, and marts must never carry either.
@@ -8,10 +15,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
+import sqlalchemy as sa
+
 from smarketing_tasks.scoring.settings import ScoringSettings
+from smarketing_tasks.scoring.text import TextRules
+
+# Bump when the code below changes what it computes: every row is then recomputed on the next refresh.
+SIGNALS_CODE_VERSION = 2
 
 # Shared with the SQL of the marts (bound as :email_pattern / :phone_pattern) and with the audit, so that
 # PostgreSQL and Python redact and check the same things. Both dialects read these patterns alike.
@@ -29,13 +42,35 @@ _PLACEHOLDER = re.compile(r"\[(email|phone|link)\]")
 
 
 @dataclass(frozen=True)
+class SignalRules:
+    """The settings the signals depend on; part of each row's ``rules_version``."""
+
+    quote_max_chars: int = 160  # MartSettings.quote_max_chars
+    testimonial_min_rating: int = 4  # MartSettings.testimonial_min_rating: only such reviews get a quote
+    text: TextRules = field(default_factory=lambda: ScoringSettings().text_rules())
+
+    @classmethod
+    def from_settings(cls, mart_settings) -> SignalRules:
+        """From ``MartSettings``; the lukewarm thresholds are scoring's defaults, as the marts always used."""
+        return cls(quote_max_chars=mart_settings.quote_max_chars,
+                   testimonial_min_rating=mart_settings.testimonial_min_rating)
+
+    @property
+    def version(self) -> str:
+        return (f"signals-{SIGNALS_CODE_VERSION};quote={self.quote_max_chars};min_rating={self.testimonial_min_rating};"
+                f"short={self.text.short_words};strong={self.text.strong_compound};"
+                f"negative={self.text.negative_compound}")
+
+
+@dataclass(frozen=True)
 class ReviewSignals:
     review_id: str
-    sentiment: float | None  # VADER compound of title + body, -1..1; None without text
+    sentiment: float | None  # VADER compound of title + body, -1..1; None without text or not English
     is_lukewarm: bool
     quote: str | None  # best short quote (redacted), None when nothing fits
     quote_sentiment: float | None
     title_redacted: str | None
+    language: str | None = None  # ISO 639-1 of title + body; None when undetermined
 
 
 @cache
@@ -58,15 +93,16 @@ def redact(text: str | None) -> str | None:
     return _PHONE.sub("[phone]", text)
 
 
-def is_lukewarm(rating: int, text: str, sentiment: float | None) -> bool:
+def is_lukewarm(rating: int, text: str, sentiment: float | None, rules: TextRules | None = None) -> bool:
     """The lukewarm rule for one review, with scoring's thresholds and faint-words test (seed 004: 'good').
 
     3-4 stars with neutral, faint or no words are lukewarm; 5 stars with faint words ('Good.', 'ok') are too;
     1-2 stars are detractors, not lukewarm. Same rule as smarketing_tasks.scoring applies per customer.
+    Words we cannot read (not English: no sentiment) leave the stars to decide, as no words do.
     """
     from smarketing_tasks.scoring.text import is_faint
 
-    rules = ScoringSettings().text_rules()
+    rules = rules or ScoringSettings().text_rules()
     if rating <= 2:
         return False
     faint = bool(text.strip()) and sentiment is not None and is_faint(
@@ -104,14 +140,91 @@ def best_quote(title: str | None, body: str | None, max_chars: int) -> tuple[str
     return cut, tone(cut)
 
 
-def review_signals(rows: Iterable[tuple], quote_max_chars: int) -> list[ReviewSignals]:
-    """Signals for ``(review_id, rating, title, body, wants_quote)`` rows; quotes only where wanted."""
+def _language(text: str, given: str | None) -> str | None:
+    """The review's language: the one loaded with it (source or detector), else scoring's fast English test,
+    which knows the short texts the detectors leave undetermined ("Good.", "ok")."""
+    if given:
+        return given.lower()[:2]
+    if not text:
+        return None
+    from smarketing_tasks.scoring.text import detect_language
+
+    found = detect_language(text)
+    return None if found == "und" else found[:2]
+
+
+def review_signals(rows: Iterable[tuple], quote_max_chars: int | None = None,
+                   rules: SignalRules | None = None) -> list[ReviewSignals]:
+    """Signals for ``(review_id, rating, title, body, wants_quote[, language])`` rows; quotes only where wanted.
+
+    Identical texts are analysed once (reviews repeat a lot: "Good.", "Great quality, fast delivery!").
+    """
+    rules = rules or SignalRules()
+    max_chars = quote_max_chars or rules.quote_max_chars
+    tones: dict[tuple[str, str | None], tuple[str | None, float | None]] = {}
+    quotes: dict[tuple[str | None, str | None], tuple[str | None, float | None]] = {}
     out = []
-    for review_id, rating, title, body, wants_quote in rows:
+    for row in rows:
+        review_id, rating, title, body, wants_quote = row[:5]
+        given = row[5] if len(row) > 5 else None
         text = " ".join(p for p in (title, body) if p).strip()
-        sentiment = tone(text) if text else None
-        quote, quote_sentiment = best_quote(title, body, quote_max_chars) if wants_quote else (None, None)
+        key = (text, given)
+        if key not in tones:
+            language = _language(text, given)
+            tones[key] = (language, tone(text) if text and language == "en" else None)
+        language, sentiment = tones[key]
+        quote, quote_sentiment = None, None
+        if wants_quote:
+            if (title, body) not in quotes:
+                quotes[(title, body)] = best_quote(title, body, max_chars)
+            quote, quote_sentiment = quotes[(title, body)]
         out.append(ReviewSignals(review_id=review_id, sentiment=sentiment,
-                                 is_lukewarm=is_lukewarm(int(rating), text, sentiment),
-                                 quote=quote, quote_sentiment=quote_sentiment, title_redacted=redact(title)))
+                                 is_lukewarm=is_lukewarm(int(rating), text, sentiment, rules.text),
+                                 quote=quote, quote_sentiment=quote_sentiment, title_redacted=redact(title),
+                                 language=language))
     return out
+
+
+# What a row's signals are computed from; a row whose hash differs is recomputed.
+CONTENT_HASH_SQL = "md5(row(r.rating, r.title, r.body, r.consent_to_publish, r.language)::text)"
+_COLUMNS = ("review_id", "content_hash", "rules_version", "language", "sentiment", "is_lukewarm", "quote",
+            "quote_sentiment", "title_redacted")
+
+
+def refresh_review_signals(conn: sa.Connection, rules: SignalRules | None = None, *,
+                           review_ids_from: str | None = None) -> int:
+    """Compute and upsert the signals of reviews that have none or stale ones; returns how many.
+
+    ``review_ids_from``: a table (a load's stage) whose ``review_id`` column limits the reviews looked at;
+    without it every review is checked (a hash comparison in SQL: cheap; only stale rows reach Python).
+    Runs in the caller's transaction.
+    """
+    from smarketing_tasks.db import raw_cursor
+
+    rules = rules or SignalRules()
+    scope = f"and r.review_id in (select review_id from {review_ids_from})" if review_ids_from else ""
+    stale = conn.execute(sa.text(f"""
+        select r.review_id, r.rating, r.title, r.body, r.consent_to_publish and r.rating >= :min_rating,
+               r.language, {CONTENT_HASH_SQL}
+        from smarketing.reviews r left join smarketing.review_signals s on s.review_id = r.review_id
+        where (s.review_id is null or s.content_hash <> {CONTENT_HASH_SQL} or s.rules_version <> :version)
+              {scope}"""), {"min_rating": rules.testimonial_min_rating, "version": rules.version}).all()
+    if not stale:
+        return 0
+    hashes = {row[0]: row[6] for row in stale}
+    signals = review_signals((row[:6] for row in stale), rules=rules)
+    conn.exec_driver_sql(
+        "create temporary table fresh_review_signals (review_id text, content_hash text, rules_version text, "
+        "language text, sentiment double precision, is_lukewarm boolean, quote text, quote_sentiment double precision, "
+        "title_redacted text) on commit drop")
+    with raw_cursor(conn) as cur, cur.copy(f"copy fresh_review_signals ({', '.join(_COLUMNS)}) from stdin") as copy:
+        for s in signals:
+            copy.write_row((s.review_id, hashes[s.review_id], rules.version, s.language, s.sentiment, s.is_lukewarm,
+                            s.quote, s.quote_sentiment, s.title_redacted))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS[1:], "computed_at"))
+    conn.exec_driver_sql(f"""
+        insert into smarketing.review_signals ({', '.join(_COLUMNS)}, computed_at)
+        select {', '.join(_COLUMNS)}, now() from fresh_review_signals
+        on conflict (review_id) do update set {updates}""")
+    conn.exec_driver_sql("drop table fresh_review_signals")
+    return len(signals)

@@ -7,6 +7,11 @@ attributes each response to the ask that produced it (token first, else the late
 customer and order within ``attribution_window``), upserts it, and — for unsubscribes, hard bounces and
 complaints — writes the suppression at once, so the very next outreach planning honours it.
 The watermark moves after the last batch; reruns of any interval leave the tables as they were.
+
+Reviews get their text signals (language-aware tone, the lukewarm rule, the best quote:
+``smarketing.review_signals``) in the same transaction that loads them: this is the one place every new
+or changed review passes, scoring reads the signals before the marts are built, and a rerun recomputes
+nothing (the content hash is unchanged).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -23,6 +29,9 @@ from smarketing_tasks.ingest.validate import _reject_frame
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.validate import validate_responses
 from smarketing_tasks.sources.base import Source, Window
+
+if TYPE_CHECKING:
+    from smarketing_tasks.marts.review_signals import SignalRules
 
 Progress = Callable[[str], None]
 
@@ -266,11 +275,16 @@ def ingest_responses(
     settings: ResponsesSettings | None = None,
     keys: list[bytes] | None = None,
     progress: Progress = lambda _: None,
+    signal_rules: SignalRules | None = None,
 ) -> IngestResult:
     """Load the responses of ``dataset`` made after the watermark (minus the overlap) and up to ``until``.
 
     ``rows_loaded`` counts rows inserted or changed (a rerun loads 0); quarantined rows are counted once each.
+    ``signal_rules``: the marts' quote and lukewarm settings the review signals are computed with
+    (``SignalRules.from_settings(MartSettings)``; defaults when None).
     """
+    from smarketing_tasks.marts.review_signals import refresh_review_signals
+
     started = time.perf_counter()
     settings = settings or ResponsesSettings()
     keys = keys if keys is not None else signing_keys(warehouse, settings, progress)
@@ -280,7 +294,7 @@ def ingest_responses(
     window = Window(since=since, until=until)
     progress(f"{dataset}: reading {source.name} responses in ({since or 'the beginning'}, {until}]")
 
-    rows_read = rows_loaded = rows_quarantined = 0
+    rows_read = rows_loaded = rows_quarantined = signals = 0
     high = watermark
     for batch_no, frame in enumerate(source.read(dataset, window, settings.batch_rows), start=1):
         checked = validate_responses(dataset, frame, until, settings, keys)
@@ -297,6 +311,8 @@ def ingest_responses(
             copy_frame(conn, stage, clean, _STAGE_COLUMNS[dataset])
             conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
+            if dataset == "reviews":
+                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage)
             rejects = _reject_frame(dataset, checked.frame, checked.rejects + late)
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
             rows_loaded += loaded
@@ -304,7 +320,7 @@ def ingest_responses(
         if checked.max_change is not None and (high is None or checked.max_change > high):
             high = checked.max_change
         progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
-                 f"{rows_quarantined:,} quarantined")
+                 f"{rows_quarantined:,} quarantined" + (f", {signals:,} review signals computed" if signals else ""))
 
     result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
                           time.perf_counter() - started, high)

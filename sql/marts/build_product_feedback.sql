@@ -1,7 +1,7 @@
 -- marketing.product_feedback
 -- Grain: one row per product (sku) that was sold in an order placed up to the as-of time or named by a
 -- review written by then. Reviews without a sku (about the whole order) are not counted here.
--- Parameters: :as_of (timestamptz), :min_rating (smallint, testimonials' floor). Uses pg_temp.review_signals.
+-- Parameters: :as_of (timestamptz), :min_rating (smallint, testimonials' floor). Uses smarketing.review_signals.
 
 with
 
@@ -34,7 +34,7 @@ reviews as (
            (reviews.consent_to_publish and reviews.rating >= :min_rating
             and signals.quote is not null and signals.quote_sentiment > 0) as is_testimonial
     from smarketing.reviews as reviews
-    join pg_temp.review_signals as signals on signals.review_id = reviews.review_id
+    join smarketing.review_signals as signals on signals.review_id = reviews.review_id
     where reviews.created_at <= :as_of
       and reviews.sku is not null
 ),

@@ -1,7 +1,7 @@
 -- marketing.testimonials
 -- Grain: one row per review whose author agreed to publication (consent_to_publish), rated at least
 -- :min_rating stars, with a positive best short quote. Quotes, their tone and the review's tone come from
--- pg_temp.review_signals, which the build fills in Python (VADER) before running this file.
+-- smarketing.review_signals (computed once per review, refreshed before the build; migration 0014).
 -- Parameters: :as_of (timestamptz), :min_rating (smallint).
 
 with
@@ -31,7 +31,7 @@ quoted as (
         signals.sentiment,
         signals.title_redacted
     from consented_reviews as reviews
-    join pg_temp.review_signals as signals on signals.review_id = reviews.review_id
+    join smarketing.review_signals as signals on signals.review_id = reviews.review_id
     where signals.quote is not null
       and signals.quote_sentiment > 0
 ),

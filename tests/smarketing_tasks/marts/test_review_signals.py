@@ -60,3 +60,84 @@ def test_quotes_never_carry_a_placeholder_and_need_three_words():
                               ("r2", 4, "Meh", "good", False)], 160)
     assert signals[0].quote is None  # two words, then 'Mail [email]'
     assert signals[1].quote is None and signals[1].is_lukewarm and signals[1].title_redacted == "Meh"
+
+
+def test_only_english_text_gets_a_tone_and_short_english_is_recognised():
+    from smarketing_tasks.marts.review_signals import SignalRules
+
+    signals = review_signals([("de", 4, None, "Gute Qualität, schnelle Lieferung, gerne wieder.", True, "de"),
+                              ("en", 5, None, "Good.", True, None),  # too short for the detectors: English by words
+                              ("none", 3, None, None, False, None)], rules=SignalRules())
+    german, short, empty = signals
+    assert (german.language, german.sentiment, german.is_lukewarm) == ("de", None, True)  # the stars decide
+    assert short.language == "en" and short.sentiment == pytest.approx(tone("Good.")) and short.is_lukewarm
+    assert (empty.language, empty.sentiment, empty.is_lukewarm) == (None, None, True)
+
+
+def _insert_review(conn, review_id: str, customer_id: str, rating: int, body: str | None, *, consent=True,
+                   language: str | None = "en") -> None:
+    import sqlalchemy as sa
+
+    conn.execute(sa.text(
+        """insert into smarketing.reviews (review_id, customer_id, rating, body, consent_to_publish, language,
+                  created_at, source)
+           values (:r, :c, :g, :b, :k, :l, '2026-11-10 10:00+00', 'test')
+           on conflict (review_id) do update set rating = excluded.rating, body = excluded.body"""),
+        {"r": review_id, "c": customer_id, "g": rating, "b": body, "k": consent, "l": language})
+
+
+def _signals(engine) -> dict:
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return {r.review_id: r for r in conn.execute(sa.text("select * from smarketing.review_signals"))}
+
+
+def test_signals_are_computed_once_and_again_only_for_a_changed_review_or_rule(warehouse):
+    from smarketing_tasks.marts.review_signals import SignalRules, refresh_review_signals
+
+    with warehouse.begin() as conn:
+        _insert_review(conn, "r1", "c1", 5, "The lamp is beautiful and the light is warm.")
+        _insert_review(conn, "r2", "c2", 4, "good")
+        assert refresh_review_signals(conn) == 2
+    first = _signals(warehouse)
+    assert first["r1"].sentiment > 0.5 and first["r1"].quote == "The lamp is beautiful and the light is warm."
+    assert first["r2"].is_lukewarm and first["r2"].quote is None  # two letters: nothing to quote
+    with warehouse.begin() as conn:
+        assert refresh_review_signals(conn) == 0  # nothing changed: nothing recomputed
+        _insert_review(conn, "r2", "c2", 2, "Broke after a week, very disappointed.")
+        assert refresh_review_signals(conn) == 1
+    second = _signals(warehouse)
+    assert second["r1"].computed_at == first["r1"].computed_at and second["r1"].content_hash == first["r1"].content_hash
+    assert second["r2"].sentiment < 0 and not second["r2"].is_lukewarm and second["r2"].content_hash != first["r2"].content_hash
+    with warehouse.begin() as conn:
+        assert refresh_review_signals(conn, SignalRules(quote_max_chars=20)) == 2  # a new rule: all again
+    assert _signals(warehouse)["r1"].quote.endswith("…")
+
+
+def test_loading_reviews_computes_their_signals_in_the_same_transaction_and_a_rerun_none(warehouse):
+    """The responses stage fills the signals of what it loads (scoring reads them before any mart build)."""
+    from smarketing_tasks.marts.review_signals import SignalRules, refresh_review_signals
+
+    with warehouse.begin() as conn:
+        _insert_review(conn, "r1", "c1", 5, "Love it, the fabric is soft and warm.")
+        _insert_review(conn, "r2", "c2", 3, "Fine.")
+        conn.exec_driver_sql("create temporary table stage_reviews (review_id text) on commit drop")
+        conn.exec_driver_sql("insert into stage_reviews values ('r1')")
+        assert refresh_review_signals(conn, SignalRules(), review_ids_from="stage_reviews") == 1
+    assert set(_signals(warehouse)) == {"r1"}  # only the staged review
+
+
+def test_erasure_removes_the_persons_review_signals(warehouse):
+    from datetime import UTC, datetime
+
+    from smarketing_tasks.marts.review_signals import refresh_review_signals
+    from smarketing_tasks.privacy import erase_customer
+
+    with warehouse.begin() as conn:
+        _insert_review(conn, "r1", "c1", 5, "Love it, the fabric is soft and warm.")
+        _insert_review(conn, "r2", "c2", 4, "Great quality, fast delivery.")
+        refresh_review_signals(conn)
+    result = erase_customer(warehouse, requested_at=datetime(2026, 11, 22, tzinfo=UTC), customer_id="c1")
+    assert result.rows_deleted["smarketing.review_signals"] == 1
+    assert set(_signals(warehouse)) == {"r2"}

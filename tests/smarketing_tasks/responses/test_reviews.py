@@ -104,6 +104,33 @@ def test_language_is_noted_per_review(shop, warehouse, world):
     assert (reviews["R-given"].language, reviews["R-given"].language_source) == ("fr", "source")
 
 
+def test_loaded_reviews_get_their_text_signals_once(shop, warehouse, world):
+    """Signals (tone, lukewarm, quote) are computed as reviews load; a rerun computes none, a change recomputes."""
+    with shop.begin() as conn:
+        _review(conn, "R-en", "C1", "O1", 5, "Absolutely love this tee, the fabric is soft and it keeps its shape.",
+                T0 + timedelta(days=1))
+        _review(conn, "R-de", "C2", "O2", 4, "Sehr schönes Shirt, angenehmer Stoff und schnelle Lieferung.",
+                T0 + timedelta(days=2))
+    _ingest(shop, warehouse)
+
+    def signals():
+        with warehouse.connect() as conn:
+            return {r.review_id: r for r in conn.execute(sa.text("select * from smarketing.review_signals"))}
+
+    first = signals()
+    assert first["R-en"].sentiment > 0.5 and first["R-en"].language == "en" and first["R-en"].quote
+    assert first["R-de"].sentiment is None and first["R-de"].language == "de"
+    _ingest(shop, warehouse, run_id="run-2")
+    assert {k: v.computed_at for k, v in signals().items()} == {k: v.computed_at for k, v in first.items()}
+    with shop.begin() as conn:
+        conn.exec_driver_sql("update shop.reviews set body = 'Shrank in the wash, disappointed.', rating = 2, "
+                             "created_at = created_at + interval '1 hour' where review_id = 'R-en'")
+    _ingest(shop, warehouse, run_id="run-3")
+    again = signals()
+    assert again["R-en"].sentiment < 0 and again["R-en"].computed_at > first["R-en"].computed_at
+    assert again["R-de"].computed_at == first["R-de"].computed_at
+
+
 def test_forged_and_expired_tokens(shop, warehouse, world):
     with shop.begin() as conn:
         _review(conn, "R-forged", "C1", "O1", 5, "Great!", T0 + timedelta(days=1),
