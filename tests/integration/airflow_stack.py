@@ -7,11 +7,14 @@ API is the only way the test talks to Airflow.
 
 Every process is started in its own session (process group); ``stop()`` terminates each group by its
 id, waits, kills what is left, and reports any process that survived so the test can fail on leaks.
+
+Used by tests/integration/test_real_scheduler.py and by benchmarks/bench_scaleout.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -35,6 +38,57 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def loop_connections(urls: dict[str, str], smtp_port: int) -> dict[str, str]:
+    """The loop's Airflow connections (``AirflowStack.connections``): the ``warehouse`` and ``shop`` database
+    URLs of ``urls``, and a plain SMTP server on 127.0.0.1 at ``smtp_port``."""
+    postgres = {conn_id: urls[name].replace("postgresql://", "postgres://")
+                for conn_id, name in (("smarketing_warehouse", "warehouse"), ("smarketing_shop", "shop"))}
+    smtp = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port, "login": "", "password": "",
+                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "loop@shop.test"}})
+    return {**postgres, "smarketing_smtp": smtp}
+
+
+def metadata_url(url: str) -> str:
+    """A ``postgresql://`` URL as Airflow's metadata connection (the psycopg 3 driver)."""
+    return url.replace("postgresql://", "postgresql+psycopg://")
+
+
+def redis_available(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def celery_env(broker_url: str, result_backend_url: str, queue: str, concurrency: int = 1) -> dict[str, str]:
+    """``extra_env`` of a CeleryExecutor deployment: its tasks go to ``queue`` (a queue of its own, so that
+    nothing else on the broker takes them), results to the PostgreSQL ``result_backend_url``, and each worker
+    records its own name (``SMARKETING_WORKER_NAME``) in ``task_instance.hostname``."""
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + result_backend_url,
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
+        # Workers on one machine share its hostname; each names itself instead.
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.integration.worker_identity.worker_name",
+    }
+
+
+def forget_queue(broker_url: str, queue: str) -> int:
+    """Delete the broker's keys of ``queue`` (bindings, leftovers), leaving every other key; returns how many."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*"))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 1.0,
@@ -129,6 +183,16 @@ class AirflowStack:
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
         self.start("triggerer", "triggerer")
+
+    def start_celery_workers(self, workers: dict[str, int], queue: str, timeout_s: float = 120) -> None:
+        """Start one Celery worker per name in ``workers`` (name → concurrency) on ``queue``; wait until all
+        are ready. Each records its name as the hostname of the task instances it runs."""
+        for name, concurrency in workers.items():
+            self.start(name, "celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+                       "--celery-hostname", f"{name}@%h", "--skip-serve-logs", env={"SMARKETING_WORKER_NAME": name})
+        wait_for(f"Celery workers {sorted(workers)} to be ready", lambda: all(
+            " ready." in (self.home / "logs" / f"{name}.log").read_text(errors="replace") for name in workers),
+            timeout_s, on_timeout=self.log_tails)
 
     def assert_running(self) -> None:
         dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}

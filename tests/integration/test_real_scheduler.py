@@ -13,7 +13,6 @@ The LocalExecutor run ends with an erasure request: ``smarketing_privacy`` trigg
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.integration.airflow_stack import ROOT, AirflowStack, wait_for
+from tests.integration.airflow_stack import (
+    ROOT,
+    AirflowStack,
+    celery_env,
+    forget_queue,
+    loop_connections,
+    metadata_url,
+    redis_available,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -33,14 +40,6 @@ RUN_TIMEOUT_S = 150
 
 def _loop_dags() -> list[str]:
     return [dag_id for dag_id in LOOP_DAG_IDS if (ROOT / "dags" / f"{dag_id}.py").exists()]
-
-
-def _redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _shop_end() -> datetime:
@@ -60,28 +59,6 @@ def loop_databases(make_database) -> dict[str, str]:
     write_shop(shop, generate(ShopSpec(customers=150, days=45, end=_shop_end(), seed=5)))
     shop.dispose()
     return urls
-
-
-def _connections(urls: dict[str, str], smtp_port: int) -> dict[str, str]:
-    postgres = {conn_id: urls[name].replace("postgresql://", "postgres://")
-                for conn_id, name in (("smarketing_warehouse", "warehouse"), ("smarketing_shop", "shop"))}
-    smtp = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port, "login": "", "password": "",
-                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "loop@shop.test"}})
-    return {**postgres, "smarketing_smtp": smtp}
-
-
-def _forget_queue(queue: str) -> None:
-    """Remove this test's queue bindings from the Redis database (the queue itself is empty by now)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"*{queue}*"):
-        client.delete(key)
-    client.close()
-
-
-def _metadata_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://")
 
 
 def _prepare(stack: AirflowStack) -> None:
@@ -189,8 +166,8 @@ def _check_warehouse(warehouse_url: str, task_instances: dict[str, list[dict]]) 
 
 
 def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop_databases, smtp_server):
-    stack = AirflowStack(home=tmp_path / "airflow", metadata_url=_metadata_url(loop_databases["airflow"]),
-                         executor="LocalExecutor", connections=_connections(loop_databases, smtp_server[0]),
+    stack = AirflowStack(home=tmp_path / "airflow", metadata_url=metadata_url(loop_databases["airflow"]),
+                         executor="LocalExecutor", connections=loop_connections(loop_databases, smtp_server[0]),
                          extra_env={"SMARKETING_DATA_DIR": str(tmp_path / "data")})
     try:
         _prepare(stack)
@@ -207,39 +184,26 @@ def test_loop_runs_under_real_scheduler_with_local_executor(tmp_path: Path, loop
     assert {"migrate_warehouse", "publish_purchases"} <= set(ingest)
 
 
-@pytest.mark.skipif(not _redis_available(), reason="needs the Redis at 127.0.0.1:6379")
+@pytest.mark.skipif(not redis_available(), reason="needs the Redis at 127.0.0.1:6379")
 def test_loop_runs_on_two_celery_workers(tmp_path: Path, loop_databases, smtp_server):
     # A queue of its own, so a concurrent run of this test (or anything else on the Redis) cannot steal tasks.
     queue = f"smarketing_e2e_{uuid.uuid4().hex[:8]}"
-    metadata = _metadata_url(loop_databases["airflow"])
+    metadata = metadata_url(loop_databases["airflow"])
     stack = AirflowStack(
         home=tmp_path / "airflow", metadata_url=metadata, executor="CeleryExecutor",
-        connections=_connections(loop_databases, smtp_server[0]),
-        extra_env={
-            "SMARKETING_DATA_DIR": str(tmp_path / "data"),
-            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + loop_databases["airflow"],
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-            # Each worker names itself in task_instance.hostname (both share this machine's hostname).
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.integration.worker_identity.worker_name",
-        },
+        connections=loop_connections(loop_databases, smtp_server[0]),
+        extra_env={"SMARKETING_DATA_DIR": str(tmp_path / "data"),
+                   **celery_env(REDIS_URL, loop_databases["airflow"], queue)},
     )
     workers = ["worker-a", "worker-b"]
     try:
         _prepare(stack)
         stack.start_core()
-        for name in workers:
-            stack.start(name, "celery", "worker", "--queues", queue, "--concurrency", "1",
-                        "--celery-hostname", f"{name}@%h", "--skip-serve-logs",
-                        env={"SMARKETING_WORKER_NAME": name})
-        wait_for("both Celery workers to be ready", lambda: all(
-            " ready." in (stack.home / "logs" / f"{name}.log").read_text(errors="replace") for name in workers),
-            120, on_timeout=stack.log_tails)
+        stack.start_celery_workers(dict.fromkeys(workers, 1), queue)
         task_instances = _run_loop(stack)
     finally:
         survivors = stack.stop()
-        _forget_queue(queue)
+        forget_queue(REDIS_URL, queue)
     assert survivors == [], f"processes outlived the stack: {survivors}"
     _check_warehouse(loop_databases["warehouse"], task_instances)
 
