@@ -295,12 +295,14 @@ def run_day(urls: dict[str, str], as_of: datetime, stages: tuple[str, ...], say:
     return measured
 
 
-def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_day: datetime, say: Say) -> None:
+def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_day: datetime, say: Say,
+                 stages: tuple[str, ...] = STAGES) -> None:
     """Not measured: bring the warehouse from the end of ``first_day`` to the end of ``last_day``.
 
     Purchases, responses, scores and marts load in one catch-up run as of ``last_day`` (each stage is
     incremental by its own watermark); the planner runs for every day in between, with the planned
     messages marked sent as they fall due, so the outbox holds a year of requests and reminders.
+    Purchases always load; the other stages only when measured.
     """
     from datetime import timedelta
 
@@ -312,18 +314,22 @@ def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_d
     write_shop(make_engine(urls["shop"]), shop_as_of(tables, last_day))
     warehouse = make_engine(urls["warehouse"])
     ingested = run_stage("ingest", urls["shop"], urls["warehouse"], last_day)
-    run_stage("audit_purchases", urls["shop"], urls["warehouse"], last_day, ingested["loaded"])
-    run_stage("responses", urls["shop"], urls["warehouse"], last_day)
-    say(f"  history loaded to {last_day:%Y-%m-%d} ({time.perf_counter() - started:.0f}s); planning each day")
-    settings, day, planned = OutreachSettings(), first_day, 0
-    mark_sent(warehouse, day)
-    while day < last_day:
-        day += timedelta(days=1)
-        planned += plan_outreach(warehouse, day, settings, run_id=f"bench-history-{day:%Y%m%d}").planned
+    if "audit_purchases" in stages:
+        run_stage("audit_purchases", urls["shop"], urls["warehouse"], last_day, ingested["loaded"])
+    if "responses" in stages:
+        run_stage("responses", urls["shop"], urls["warehouse"], last_day)
+    say(f"  history loaded to {last_day:%Y-%m-%d} ({time.perf_counter() - started:.0f}s)")
+    if "plan_outreach" in stages:
+        settings, day, planned = OutreachSettings(), first_day, 0
         mark_sent(warehouse, day)
-    say(f"  {planned:,} messages planned and sent over the history ({time.perf_counter() - started:.0f}s)")
-    run_stage("score", urls["shop"], urls["warehouse"], last_day)
-    run_stage("publish_marts", urls["shop"], urls["warehouse"], last_day)
+        while day < last_day:
+            day += timedelta(days=1)
+            planned += plan_outreach(warehouse, day, settings, run_id=f"bench-history-{day:%Y%m%d}").planned
+            mark_sent(warehouse, day)
+        say(f"  {planned:,} messages planned day by day and sent ({time.perf_counter() - started:.0f}s)")
+    for stage in ("score", "publish_marts"):
+        if stage in stages:
+            run_stage(stage, urls["shop"], urls["warehouse"], last_day)
     with warehouse.begin() as conn:
         conn.exec_driver_sql("analyze")
     warehouse.dispose()
@@ -331,8 +337,12 @@ def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_d
 
 
 def run_incremental_bench(admin_url: str, purchases: int, days: int, end: datetime, seed: int, say: Say,
-                          stages: tuple[str, ...] = STAGES) -> list[DayFigures]:
-    """Time each stage on the first day of a ``days``-day shop and on its last day with the rest loaded."""
+                          stages: tuple[str, ...] = STAGES,
+                          database_prefix: str = "smarketing_bench_incremental") -> list[DayFigures]:
+    """Time each stage on the first day of a ``days``-day shop and on its last day with the rest loaded.
+
+    The databases ``<database_prefix>_shop`` and ``_warehouse`` are recreated, and kept afterwards for a look.
+    """
     from datetime import timedelta
 
     from smarketing_tasks.db import make_engine
@@ -341,7 +351,7 @@ def run_incremental_bench(admin_url: str, purchases: int, days: int, end: dateti
     if days < 3:
         raise ValueError("the incremental bench needs 3 days at least: a first day, history, a last day")
     # Databases of its own: the whole-loop bench may run on the same server at the same time.
-    urls = {role: fresh_database(admin_url, f"smarketing_bench_incremental_{role}") for role in ("shop", "warehouse")}
+    urls = {role: fresh_database(admin_url, f"{database_prefix}_{role}") for role in ("shop", "warehouse")}
     spec = ShopSpec(customers=max(1, int(purchases / 1.66)), days=days, end=end, seed=seed)
     say(f"building a shop: ~{purchases:,} purchases by {spec.customers:,} customers over {days} days")
     tables = generate(spec)
@@ -354,7 +364,7 @@ def run_incremental_bench(admin_url: str, purchases: int, days: int, end: dateti
     first = run_day(urls, first_day, stages, say)
 
     say(f"days 2-{days - 1}, not timed:")
-    load_history(urls, tables, first_day, last_day - timedelta(days=1), say)
+    load_history(urls, tables, first_day, last_day - timedelta(days=1), say, stages)
 
     counts = write_shop(shop, shop_as_of(tables, last_day))
     shop.dispose()

@@ -1,0 +1,117 @@
+"""The whole-loop bench's incremental mode: the shop replayed day by day, and a day's run timed on a tiny shop.
+
+Figures are not asserted (speed targets live in docs/benchmarks); what the mode reads and runs is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from smarketing_tasks.benchmark import day_table, run_incremental_bench, shop_as_of
+from smarketing_tasks.demo_shop import ShopSpec, generate, generate_responses
+
+END = datetime(2026, 11, 22, tzinfo=UTC)
+# The stages this project's purchases side owns (each a child process: the others only add minutes here).
+STAGES_RUN = ("ingest", "audit_purchases", "plan_outreach")
+
+
+def _shop(customers: int, days: int, seed: int = 3) -> dict[str, pd.DataFrame]:
+    spec = ShopSpec(customers=customers, days=days, end=END, seed=seed)
+    tables = generate(spec)
+    tables.update(generate_responses(tables, spec))
+    return tables
+
+
+def test_shop_as_of_replays_each_order_to_its_state_at_that_moment():
+    tables = _shop(400, 30)
+    final = tables["orders"]
+    moment = END - timedelta(days=12)
+    orders = shop_as_of(tables, moment)["orders"].set_index("order_id")
+    at = pd.Timestamp(moment)
+
+    assert set(orders.index) == set(final.loc[final["ordered_at"] <= at, "order_id"])
+    assert (orders["updated_at"] <= at).all() and (orders["updated_at"] >= orders["ordered_at"]).all()
+    for status, shipped, delivered in (("placed", False, False), ("shipped", True, False), ("delivered", True, True)):
+        rows = orders[orders["status"] == status]
+        assert rows["shipped_at"].notna().eq(shipped).all(), status
+        assert rows["delivered_at"].notna().eq(delivered).all(), status
+    # An order returned after the moment was still delivered then; one delivered later was in transit.
+    later = final.set_index("order_id").reindex(orders.index)
+    returned_later = (later["status"] == "returned") & (later["updated_at"] > at) & (later["delivered_at"] <= at)
+    assert returned_later.any() and (orders.loc[returned_later, "status"] == "delivered").all()
+    in_transit = (later["shipped_at"] <= at) & (later["delivered_at"] > at)
+    assert in_transit.any() and (orders.loc[in_transit, "status"] == "shipped").all()
+    assert (orders.loc[in_transit, "updated_at"] == later.loc[in_transit, "shipped_at"]).all()
+
+    snapshot = shop_as_of(tables, moment)
+    assert set(snapshot["order_items"]["order_id"]) == set(orders.index)
+    assert (snapshot["reviews"]["created_at"] <= at).all() and len(snapshot["reviews"]) < len(tables["reviews"])
+    assert (snapshot["customers"]["created_at"] <= at).all()
+
+
+def test_shop_as_of_the_last_moment_is_the_generated_shop():
+    tables = _shop(300, 20)
+    snapshot = shop_as_of(tables, END)
+    for dataset, frame in tables.items():
+        pd.testing.assert_frame_equal(snapshot[dataset].reset_index(drop=True), frame.reset_index(drop=True),
+                                      check_dtype=False, obj=dataset)
+
+
+@pytest.mark.integration
+def test_incremental_bench_times_the_first_day_and_the_last_with_the_rest_loaded(admin_url):
+    from smarketing_tasks.db import drop_database, make_engine, with_database
+
+    prefix = f"smkt_incremental_{uuid.uuid4().hex[:8]}"
+    said: list[str] = []
+    purchases, days = 500, 20
+    try:
+        figures = run_incremental_bench(admin_url, purchases, days, END, seed=1, say=said.append, stages=STAGES_RUN,
+                                        database_prefix=prefix)
+        warehouse = make_engine(with_database(admin_url, f"{prefix}_warehouse"))
+        with warehouse.connect() as conn:
+            sent = conn.execute(sa.text("select count(*) from smarketing.outreach_messages "
+                                        "where status = 'sent' and due_at < :end"), {"end": END}).scalar()
+            last_planned = conn.execute(sa.text("select count(*) from smarketing.outreach_messages "
+                                                "where planned_at = :end"), {"end": END}).scalar()
+            windows = conn.execute(sa.text("select dataset, window_start from smarketing.ingest_runs "
+                                           "where window_end = :end and dataset = 'orders'"), {"end": END}).all()
+        warehouse.dispose()
+    finally:
+        for role in ("shop", "warehouse"):
+            drop_database(admin_url, f"{prefix}_{role}")
+
+    by_stage = {f.stage: f for f in figures}
+    assert list(by_stage) == list(STAGES_RUN)
+    assert all(f.first_seconds > 0 and f.last_seconds > 0 for f in figures)
+
+    # Day 1 reads the shop as it stood at the end of its first day; the last day only what changed that day.
+    spec = ShopSpec(customers=int(purchases / 1.66), days=days, end=END, seed=1)
+    tables = generate(spec)
+    first = shop_as_of(tables, END - timedelta(days=days - 1))
+    assert by_stage["ingest"].first_rows == sum(len(first[d]) for d in ("customers", "orders", "order_items"))
+    last = shop_as_of(tables, END)
+    day_start = pd.Timestamp(END - timedelta(days=1))
+    changed_orders = last["orders"][last["orders"]["updated_at"] > day_start]
+    changed = ((last["customers"]["updated_at"] > day_start).sum() + len(changed_orders)
+               + last["order_items"]["order_id"].isin(changed_orders["order_id"]).sum())
+    total = sum(len(last[d]) for d in ("customers", "orders", "order_items"))
+    assert changed <= by_stage["ingest"].last_rows < total / 4
+    (window,) = windows
+    assert window.window_start > END - timedelta(days=2)  # by the watermark: a day and the overlap
+
+    # The audit validates exactly the rows the ingest read, on both days.
+    assert by_stage["audit_purchases"].first_rows == by_stage["ingest"].first_rows
+    assert by_stage["audit_purchases"].last_rows == by_stage["ingest"].last_rows
+
+    # The history was planned and sent day by day, and the last day planned its own asks.
+    assert sent > 0
+    assert by_stage["plan_outreach"].last_rows == last_planned > 0
+
+    table = day_table(figures, days)
+    assert all(f"| {stage} |" in table for stage in STAGES_RUN) and f"day-{days} s" in table
+    assert any("history loaded" in line for line in said)
