@@ -64,9 +64,7 @@ def _rows_read(plan: dict, relation: str) -> int:
     if plan.get("Relation Name") == relation:
         per_loop = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
         total += per_loop * plan.get("Actual Loops", 1) + plan.get("Rows Removed by Index Recheck", 0)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child, relation)
-    return total
+    return int(total) + sum(_rows_read(child, relation) for child in plan.get("Plans", []))
 
 
 def _explain(engine: sa.Engine, statement: str, settings: OutreachSettings = S) -> dict:
