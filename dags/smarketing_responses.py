@@ -25,7 +25,7 @@ nothing is announced), and the Asset `smarketing://responses` is emitted for `sm
   (extra `{"format": "judgeme", "path": "/exports/reviews.csv"}`).
 * **Reruns and backfills** change nothing: upserts touch a row only when its content changed,
   quarantine is keyed by the raw row, suppressions keep the earliest opt-out.
-* **Fails loudly** when a dataset quarantines more than `max_quarantine_share` of its rows (default 20%,
+* **Fails loudly** when a dataset quarantines more than `responses_max_quarantine_share` of its rows (default 20%,
   checked from `min_rows_for_share_check` rows read, default 100): rows stay loaded and quarantined,
   but no Asset event is emitted.
 """
@@ -139,7 +139,7 @@ def smarketing_responses():
 
         config = settings(ResponsesSettings)
         loaded = [r for r in [*shop, platform] if r]
-        check_quarantine_shares(loaded, config.max_quarantine_share, config.min_rows_for_share_check)
+        check_quarantine_shares(loaded, config.responses_max_quarantine_share, config.min_rows_for_share_check)
         summary = summarize([*loaded, referrals])
         summary["datasets"] = {f"{r['dataset']}:{r['source']}": {k: r[k] for k in ("rows_read", "rows_loaded",
                                                                                    "rows_quarantined")}

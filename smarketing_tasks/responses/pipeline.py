@@ -290,13 +290,13 @@ def ingest_responses(
     keys = keys if keys is not None else signing_keys(warehouse, settings, progress)
     with warehouse.connect() as conn:
         watermark = read_watermark(conn, source.name, dataset)
-    since = None if watermark is None else min(watermark - settings.overlap, until)
+    since = None if watermark is None else min(watermark - settings.responses_overlap, until)
     window = Window(since=since, until=until)
     progress(f"{dataset}: reading {source.name} responses in ({since or 'the beginning'}, {until}]")
 
     rows_read = rows_loaded = rows_quarantined = signals = 0
     high = watermark
-    for batch_no, frame in enumerate(source.read(dataset, window, settings.batch_rows), start=1):
+    for batch_no, frame in enumerate(source.read(dataset, window, settings.responses_batch_rows), start=1):
         checked = validate_responses(dataset, frame, until, settings, keys)
         stage = f"stage_{dataset}"
         with warehouse.begin() as conn:

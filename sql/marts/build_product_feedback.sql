@@ -5,28 +5,36 @@
 
 with
 
-lines as (
-    select items.*, orders.ordered_at
+-- One row per order and product first, then per product: hash aggregates over the order lines, where a
+-- count(distinct) and a distinct-on would sort every line of the history by text (most of this mart's time).
+order_products as (
+    select items.sku, items.order_id, max(orders.ordered_at) as ordered_at,
+           sum(items.quantity) as units, sum(items.quantity * items.unit_price) as revenue
     from smarketing.order_items as items
     join smarketing.orders as orders on orders.order_id = items.order_id
     where orders.ordered_at <= :as_of
+    group by items.sku, items.order_id
 ),
 
 sales as (
     select
         sku,
-        count(distinct order_id)::integer as orders_count,
-        sum(quantity)::bigint as units_sold,
-        sum(quantity * unit_price)::numeric(14, 2) as revenue
-    from lines
+        count(*)::integer as orders_count,
+        sum(units)::bigint as units_sold,
+        sum(revenue)::numeric(14, 2) as revenue,
+        max(ordered_at) as last_ordered_at
+    from order_products
     group by sku
 ),
 
+-- the name on the latest order of each product (ties: the first name alphabetically)
 product_names as (
-    select distinct on (sku) sku, product_name
-    from lines
-    where product_name is not null
-    order by sku, ordered_at desc
+    select distinct on (items.sku) items.sku, items.product_name
+    from smarketing.order_items as items
+    join smarketing.orders as orders on orders.order_id = items.order_id
+    join sales on sales.sku = items.sku and sales.last_ordered_at = orders.ordered_at
+    where items.product_name is not null
+    order by items.sku, items.product_name
 ),
 
 reviews as (

@@ -14,13 +14,31 @@ consented_reviews as (
       and rating >= :min_rating
 ),
 
-product_names as (
-    select distinct on (items.sku)
-        items.sku, items.product_name
+-- the name on the latest order of each quoted product (ties: the first name alphabetically); only the
+-- products that have a testimonial are looked up, and by hash aggregates instead of sorting every order line
+quoted_skus as (
+    select distinct reviews.sku
+    from consented_reviews as reviews
+    join smarketing.review_signals as signals on signals.review_id = reviews.review_id
+    where reviews.sku is not null and signals.quote is not null and signals.quote_sentiment > 0
+),
+
+latest_orders as (
+    select items.sku, max(orders.ordered_at) as ordered_at
     from smarketing.order_items as items
     join smarketing.orders as orders on orders.order_id = items.order_id
     where items.product_name is not null
-    order by items.sku, orders.ordered_at desc
+      and items.sku in (select sku from quoted_skus)
+    group by items.sku
+),
+
+product_names as (
+    select distinct on (items.sku) items.sku, items.product_name
+    from smarketing.order_items as items
+    join smarketing.orders as orders on orders.order_id = items.order_id
+    join latest_orders on latest_orders.sku = items.sku and latest_orders.ordered_at = orders.ordered_at
+    where items.product_name is not null
+    order by items.sku, items.product_name
 ),
 
 quoted as (

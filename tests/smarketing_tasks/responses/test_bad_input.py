@@ -115,7 +115,7 @@ def test_bad_input_corpus_is_quarantined_or_stored_safely(tmp_path, warehouse):
     (tmp_path / "social_posts.jsonl").write_text(_jsonl(POSTS))
     (tmp_path / "email_events.jsonl").write_text(_jsonl(EVENTS))
     source = ResponseExportSource(tmp_path, name="corpus")
-    settings = ResponsesSettings(batch_rows=7)  # several batches, so duplicates meet across and within them
+    settings = ResponsesSettings(responses_batch_rows=7)  # several batches, so duplicates meet across and within them
     results = {d: ingest_responses(source, d, warehouse, until=UNTIL, run_id="r", settings=settings, keys=[KEY])
                for d in ("reviews", "social_posts", "email_events")}
 

@@ -154,7 +154,7 @@ def test_concurrent_runs_do_not_collide(shop, warehouse):
                         occurred_at=T0 + timedelta(minutes=n))
             shop_insert(conn, "social_posts", post_id=f"P{n}", platform="x", customer_id=f"C{n}", followers=n,
                         posted_at=T0 + timedelta(minutes=n))
-    settings = ResponsesSettings(batch_rows=7)
+    settings = ResponsesSettings(responses_batch_rows=7)
 
     def run(run_id: str) -> None:
         for dataset in ("email_events", "social_posts"):
