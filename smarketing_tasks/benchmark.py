@@ -300,7 +300,8 @@ def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_d
     """Not measured: bring the warehouse from the end of ``first_day`` to the end of ``last_day``.
 
     Purchases, responses, scores and marts load in one catch-up run as of ``last_day`` (each stage is
-    incremental by its own watermark); the planner runs for every day in between, with the planned
+    incremental by its own watermark); the planner runs once per planning window (asks whose moment
+    passed longer ago are never planned, so consecutive windows plan every ask once), with the planned
     messages marked sent as they fall due, so the outbox holds a year of requests and reminders.
     Purchases always load; the other stages only when measured.
     """
@@ -321,12 +322,13 @@ def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_d
     say(f"  history loaded to {last_day:%Y-%m-%d} ({time.perf_counter() - started:.0f}s)")
     if "plan_outreach" in stages:
         settings, day, planned = OutreachSettings(), first_day, 0
+        step = timedelta(days=min(settings.ask_window_days, settings.request_ttl_days))
         mark_sent(warehouse, day)
         while day < last_day:
-            day += timedelta(days=1)
+            day = min(day + step, last_day)
             planned += plan_outreach(warehouse, day, settings, run_id=f"bench-history-{day:%Y%m%d}").planned
             mark_sent(warehouse, day)
-        say(f"  {planned:,} messages planned day by day and sent ({time.perf_counter() - started:.0f}s)")
+        say(f"  {planned:,} messages planned window by window and sent ({time.perf_counter() - started:.0f}s)")
     for stage in ("score", "publish_marts"):
         if stage in stages:
             run_stage(stage, urls["shop"], urls["warehouse"], last_day)
