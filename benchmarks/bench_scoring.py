@@ -182,7 +182,8 @@ def _clear_outputs(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("truncate smarketing.advocate_scores, smarketing.follow_ups, smarketing.score_models, "
-                             "smarketing.score_inputs, smarketing.follow_up_candidates")
+                             "smarketing.score_inputs, smarketing.follow_up_candidates, smarketing.score_runs, "
+                             "smarketing.score_state, smarketing.score_queue, smarketing.score_changes")
     engine.dispose()
 
 

@@ -5,18 +5,24 @@ Runs whenever new purchases **or** new responses arrive (Assets `smarketing://pu
 `smarketing://responses`), for the run's logical time ("now"), and keeps history per score date.
 
 1. **migrate_warehouse** — applies pending migrations (idempotent).
-2. **prepare_scoring** — one SQL statement builds `smarketing.score_inputs` for the date: per-customer
-   orders, RFM quintiles, BG/NBD inputs, latest review / NPS answer / post, reach, referrals, complaints,
-   and a partition number `hash(customer_id) mod partitions`. The value model (BG/NBD + Gamma-Gamma, by
-   maximum likelihood) is fitted once for all customers and kept in `smarketing.score_models`.
-3. **score_partition** (dynamic task mapping, one task per partition, spread over workers) — VADER
-   sentiment with a language check, the lukewarm rule, NPS class, value, advocacy, `advocate_score` 0–100,
-   segment and reasons in plain words; replaces the partition's rows in `smarketing.advocate_scores`.
+2. **prepare_scoring** — decides who is scored: on a normal day only the customers whose inputs changed
+   since the last run (a change log that triggers fill) and those whose segment may change with time alone
+   today (`score_state.rescore_on`); everyone on the first run, on a backfill, or when forced (param
+   `full_rescore`, setting `full_rescore`). One SQL statement builds `smarketing.score_inputs` for them:
+   orders, BG/NBD inputs, latest review (with its stored sentiment) / NPS answer / post, reach, referrals,
+   complaints, and a partition number `hash(customer_id) mod partitions`. The value model (BG/NBD +
+   Gamma-Gamma, by maximum likelihood, and the RFM cut points) is refitted on its cadence
+   (`model_refit_days`, `model_refit_changed_share`) and kept in `smarketing.score_models`.
+3. **score_partition** (dynamic task mapping, one task per partition, spread over workers) — the lukewarm
+   rule, NPS class, value, advocacy, `advocate_score` 0–100, segment and reasons in plain words; replaces the
+   partition's rows of the date in `smarketing.advocate_scores` (a customer's current score is their latest
+   row) and their `score_state`.
 4. **audit_scores** — validates the date's scores with the Great Expectations suite `advocate_scores`;
    a breach fails without retries, so no follow-up or mart is built from bad scores.
 5. **finalize_follow_ups** — ranks lukewarm, at-risk and detractor customers by value and recency into
    priorities 1–5 and upserts `smarketing.follow_ups` (one row per customer and reason; reruns update,
-   never duplicate; a closed item reopens only when the customer said something new).
+   never duplicate; a closed item reopens only when the customer said something new); records the run and
+   the segment counts of the whole customer base in `smarketing.score_runs`.
 6. **publish_marts** — rebuilds the marts (docs/data-dictionary.md) in schema `marketing_build`, audits
    them there with the mart suites, and swaps them into `marketing` in one transaction (a failed build or
    audit leaves the last good version); emits the Asset `smarketing://marts`.
@@ -32,7 +38,7 @@ Rules and the check on the real CDNOW history: docs/scoring.md.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from smarketing_airflow.assets import MARTS, PURCHASES, RESPONSES
 from smarketing_airflow.defaults import DEFAULT_ARGS, tags
 from smarketing_airflow.runtime import migrate_warehouse, run_time
@@ -47,17 +53,21 @@ from smarketing_airflow.runtime import migrate_warehouse, run_time
     default_args=DEFAULT_ARGS,
     tags=tags("score", "advocates"),
     doc_md=__doc__,
+    params={"full_rescore": Param(False, type="boolean",
+                                  description="rescore every customer, not only those whose inputs changed")},
 )
 def smarketing_score():
     @task
     def prepare_scoring() -> list[int]:
-        """Per-customer aggregates in SQL and the value model; returns the partitions to score."""
+        """Who to score, their aggregates in SQL, the value model when due; returns the partitions to score."""
         from smarketing_airflow.connections import settings, warehouse_engine
 
         from smarketing_tasks.scoring import ScoringSettings
         from smarketing_tasks.scoring.pipeline import prepare
 
-        prepared = prepare(warehouse_engine(), run_time(get_current_context()), settings(ScoringSettings))
+        context = get_current_context()
+        prepared = prepare(warehouse_engine(), run_time(context), settings(ScoringSettings),
+                           full=bool(context["params"].get("full_rescore")))
         print(prepared.as_dict())
         return list(range(prepared.partitions))
 

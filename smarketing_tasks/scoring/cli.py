@@ -23,8 +23,9 @@ def add_subcommands(sub, when: Callable[[str | None], datetime], say: Callable[[
         settings = load(ScoringSettings, os.environ, overrides)
         engine = make_engine(args.warehouse)
         migrate(engine)
-        summary = run_all(engine, when(args.until), settings, say=say)
-        say(f"scored {summary['customers']:,} customers for {summary['score_date']}: "
+        summary = run_all(engine, when(args.until), settings, say=say, full=args.full or None)
+        say(f"scored {summary['customers']:,} customers for {summary['score_date']} ({summary['mode']} run; "
+            f"{summary['population']:,} customers in all): "
             + ", ".join(f"{segment} {n:,}" for segment, n in summary["segments"].items()))
         say(f"follow-ups written: {summary['follow_ups_written']:,}; open: {summary['follow_ups_open']:,}")
         return 0
@@ -41,6 +42,8 @@ def add_subcommands(sub, when: Callable[[str | None], datetime], say: Callable[[
     score.add_argument("--warehouse", required=True, help="PostgreSQL URL of the warehouse")
     score.add_argument("--until", help="the scoring run's 'now' (ISO, default today 00:00 UTC)")
     score.add_argument("--partitions", type=int, help="customer partitions (default: setting partitions)")
+    score.add_argument("--full", action="store_true",
+                       help="rescore every customer (default: only those whose inputs changed or who are due by time)")
     score.set_defaults(func=cmd_score)
 
     cdnow = sub.add_parser("evaluate-cdnow",

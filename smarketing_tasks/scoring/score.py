@@ -51,8 +51,9 @@ def _num(frame: pd.DataFrame, column: str, default: float = np.nan) -> np.ndarra
 def _text(frame: pd.DataFrame, column: str) -> list[str | None]:
     if column not in frame:
         return [None] * len(frame)
-    return [None if (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))) else str(v)
-            for v in frame[column].tolist()]
+    values = frame[column]
+    # vectorised: a per-value isinstance/isnan test cost ~1 µs a customer and column
+    return values.astype(object).where(values.notna(), None).tolist()
 
 
 def _alive_and_expected(model: ValueModel, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,

@@ -95,4 +95,11 @@ def test_score_dag_scores_every_customer_and_reruns_without_duplicates(airflow_d
         assert conn.execute(sa.text("select count(*) from smarketing.advocate_scores")).scalar() == 60
         assert conn.execute(sa.text("select count(*) from smarketing.follow_ups")).scalar() == len(follow_ups)
         assert conn.execute(sa.text("select count(*) from smarketing.score_inputs")).scalar() == 0
+
+    # The next day nothing changed, but the run is asked (param full_rescore) to rescore everyone anyway.
+    full = dag.test(logical_date=DEMO_END + timedelta(days=1), run_conf={"full_rescore": True})
+    assert full.state == "success"
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("select mode, rescored from smarketing.score_runs order by score_date")).all()
+    assert [tuple(r) for r in runs] == [("full", 60), ("full", 60)]
     engine.dispose()

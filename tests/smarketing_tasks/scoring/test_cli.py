@@ -20,6 +20,11 @@ def test_score_command_scores_the_warehouse(warehouse, warehouse_url, capsys):
             "values ('r1', 'c1', 4, 'ok', '2026-11-10', 't')"))
     assert main(["score", "--warehouse", warehouse_url, "--until", "2026-11-22", "--partitions", "2"]) == 0
     out = capsys.readouterr().out
-    assert "scored 1 customers for 2026-11-22: lukewarm 1" in out
+    assert "scored 1 customers for 2026-11-22 (full run; 1 customers in all): lukewarm 1" in out
     with warehouse.connect() as conn:
         assert conn.execute(sa.text("select segment from smarketing.advocate_scores")).scalar() == "lukewarm"
+    # The next day nothing changed: nobody is rescored, unless asked for a full rescore.
+    assert main(["score", "--warehouse", warehouse_url, "--until", "2026-11-23", "--partitions", "2"]) == 0
+    assert "scored 0 customers for 2026-11-23 (incremental run; 1 customers in all)" in capsys.readouterr().out
+    assert main(["score", "--warehouse", warehouse_url, "--until", "2026-11-24", "--full"]) == 0
+    assert "scored 1 customers for 2026-11-24 (full run; 1 customers in all)" in capsys.readouterr().out
