@@ -28,6 +28,8 @@ def libpq_url(url: str) -> str:
 
 def make_engine(url: str, **kwargs) -> sa.Engine:
     kwargs.setdefault("pool_pre_ping", True)
+    # Text crosses as UTF-8 whatever the database's encoding (a LATIN1 shop is converted by the server).
+    kwargs.setdefault("connect_args", {}).setdefault("client_encoding", "utf8")
     return sa.create_engine(normalize_url(url), **kwargs)
 
 
@@ -104,7 +106,9 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
     with raw_cursor(conn) as cur, tempfile.TemporaryFile() as spool:
         cur.execute(f"select * from ({query}) as q limit 0")
         names = [d.name for d in cur.description]
-        with cur.copy(f"copy ({query}) to stdout with (format csv, null '\\N')") as copy:
+        # Bytes as the database holds them (no server-side conversion that could fail on a bad byte); the
+        # reader below decodes UTF-8 and keeps anything else visible as U+FFFD for validation to reject.
+        with cur.copy(f"copy ({query}) to stdout with (format csv, null '\\N', encoding 'SQL_ASCII')") as copy:
             for block in copy:
                 spool.write(block)
         if spool.tell() == 0:

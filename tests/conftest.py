@@ -102,6 +102,33 @@ def warehouse(warehouse_url: str):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def check_rows(admin_url: str) -> Iterator:
+    """``check_rows(dataset, frame, until)`` → the ingest row rules applied (in SQL) to a text DataFrame, read
+    back as a ``ValidatedBatch``; each call rolls back, so one migrated database serves the whole session."""
+    from smarketing_tasks.db import drop_database, ensure_database, make_engine, with_database
+    from smarketing_tasks.ingest import check_frame
+    from smarketing_tasks.migrations import migrate
+
+    name = f"smkt_rules_{uuid.uuid4().hex[:10]}"
+    ensure_database(admin_url, name)
+    engine = make_engine(with_database(admin_url, name))
+    migrate(engine)
+
+    def check(dataset: str, frame, until):
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                conn.exec_driver_sql("set local time zone 'UTC'")
+                return check_frame(conn, dataset, frame, until)
+            finally:
+                transaction.rollback()
+
+    yield check
+    engine.dispose()
+    drop_database(admin_url, name)
+
+
 @pytest.fixture
 def shop_url(make_database) -> str:
     """An empty shop database with the reference schema created."""

@@ -1,6 +1,6 @@
-"""Purchase ingestion: read a source incrementally, validate every row, upsert the good, quarantine the bad."""
+"""Validated, incremental loading of source purchases into the warehouse."""
 
+from smarketing_tasks.ingest.check import ValidatedBatch, check_frame
 from smarketing_tasks.ingest.pipeline import IngestResult, ingest_dataset
-from smarketing_tasks.ingest.validate import ValidatedBatch, validate_batch
 
-__all__ = ["IngestResult", "ValidatedBatch", "ingest_dataset", "validate_batch"]
+__all__ = ["IngestResult", "ValidatedBatch", "check_frame", "ingest_dataset"]

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from smarketing_tasks.db import copy_frame
-from smarketing_tasks.ingest.validate import validate_batch
 from smarketing_tasks.sources.base import Source, Window
 
 if TYPE_CHECKING:
@@ -61,29 +60,13 @@ _TARGETS: dict[str, dict] = {
     },
 }
 
-# Column types of each dataset's stage, in the order validation delivers the clean columns.
-_STAGE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "customers": (
-        ("customer_id", "text"), ("email", "text"), ("first_name", "text"), ("phone", "text"), ("country", "text"),
-        ("time_zone", "text"), ("accepts_marketing", "boolean"), ("accepts_sms", "boolean"),
-        ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
-    ),
-    "orders": (
-        ("order_id", "text"), ("customer_id", "text"), ("ordered_at", "timestamptz"), ("status", "text"),
-        ("shipped_at", "timestamptz"), ("delivered_at", "timestamptz"), ("total_amount", "numeric(14,2)"),
-        ("currency", "text"), ("discount_code", "text"), ("updated_at", "timestamptz"),
-    ),
-    "order_items": (
-        ("order_id", "text"), ("line_no", "integer"), ("sku", "text"), ("product_name", "text"),
-        ("quantity", "integer"), ("unit_price", "numeric(14,2)"), ("updated_at", "timestamptz"),
-    ),
-}
-
-
 def _upsert_sql(dataset: str, source_name: str) -> list[str]:
+    """Statements that upsert the clean rows of ``dataset`` (see ``check.clean_rows``) into the warehouse."""
+    from smarketing_tasks.ingest.check import clean_rows
+
     target = _TARGETS[dataset]
     table, columns, key = target["table"], target["columns"], target["key"]
-    stage = f"stage_{dataset}"
+    stage = f"({clean_rows(dataset)}) as stage"
     column_list = ", ".join(columns)
     updates = [c for c in columns if c not in key]
     has_updated_at = "updated_at" in columns
@@ -91,7 +74,8 @@ def _upsert_sql(dataset: str, source_name: str) -> list[str]:
     changed = f"({', '.join(f't.{c}' for c in updates)}) is distinct from ({', '.join(f'excluded.{c}' for c in updates)})"
     guard = f"t.updated_at <= excluded.updated_at and {changed}" if has_updated_at else changed
     extra_cols = ", source" if has_updated_at else ""
-    extra_vals = f", '{source_name}'" if has_updated_at else ""
+    quoted_source = source_name.replace("'", "''")
+    extra_vals = f", '{quoted_source}'" if has_updated_at else ""
     extra_set = ", source = excluded.source, loaded_at = now()" if has_updated_at else ""
     statements = [
         f"insert into {table} as t ({column_list}{extra_cols}) select {column_list}{extra_vals} from {stage} "
@@ -116,41 +100,6 @@ def _upsert_sql(dataset: str, source_name: str) -> list[str]:
             "on conflict (order_id, status) do nothing"
         )
     return statements
-
-
-def _epoch_microseconds(values: pd.Series) -> pd.Series:
-    """Timestamps as integer microseconds since the epoch: formatting datetimes as text for COPY is the
-    slowest step of a load, integers are cheap, and PostgreSQL turns them back exactly."""
-    import pandas as pd
-
-    naive_utc = values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
-    integers = naive_utc.to_numpy().view("int64")
-    return pd.Series(pd.arrays.IntegerArray(integers, values.isna().to_numpy()), index=values.index)
-
-
-def load_clean(conn: sa.Connection, dataset: str, clean: pd.DataFrame, source_name: str) -> int:
-    """Upsert validated rows through a COPY-filled temporary stage; returns the rows staged."""
-    if clean.empty:
-        return 0
-    stage = f"stage_{dataset}"
-    definitions = _STAGE_COLUMNS[dataset]
-    raw_columns = ", ".join(f"{name} {'bigint' if kind == 'timestamptz' else kind}" for name, kind in definitions)
-    typed_columns = ", ".join(
-        f"timestamptz 'epoch' + {name} * interval '1 microsecond' as {name}" if kind == "timestamptz" else name
-        for name, kind in definitions
-    )
-    frame = clean.copy(deep=False)
-    for name, kind in definitions:
-        if kind == "timestamptz" and name in frame.columns:
-            frame[name] = _epoch_microseconds(frame[name])
-    conn.exec_driver_sql(f"create temporary table {stage}_raw ({raw_columns}) on commit drop")
-    copy_frame(conn, f"{stage}_raw", frame, list(frame.columns))
-    conn.exec_driver_sql(f"create temporary view {stage} as select {typed_columns} from {stage}_raw")
-    for statement in _upsert_sql(dataset, source_name):
-        conn.exec_driver_sql(statement)
-    conn.exec_driver_sql(f"drop view {stage}")
-    conn.exec_driver_sql(f"drop table {stage}_raw")
-    return len(clean)
 
 
 def quarantine_rows(conn: sa.Connection, dataset: str, source_name: str, rejects: pd.DataFrame, run_id: str) -> int:
@@ -273,11 +222,14 @@ def ingest_dataset(
 ) -> IngestResult:
     """Load rows of ``dataset`` changed after the watermark (minus ``overlap``) and up to ``until``.
 
-    While PostgreSQL loads one batch (in a helper thread, on its own connection), Python validates the
-    next, so the two cores work at once. A first load into an empty table drops its secondary indexes
-    and rebuilds them at the end.
+    The window lands as text in a temporary table (straight from the source's COPY when it speaks
+    PostgreSQL; ``batch_rows`` at a time from files), the row rules run there in SQL, rejects go to
+    ``smarketing.quarantine`` and the clean rows are upserted — all in one transaction, so a crash leaves
+    nothing half-done and a rerun re-reads the window. A first load into an empty table drops its
+    secondary indexes and rebuilds them at the end.
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from smarketing_tasks.ingest.check import check_landed
+    from smarketing_tasks.ingest.landing import CopySource, create_landing, land_frames
 
     started = time.perf_counter()
     rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))  # left over by a crashed bulk load
@@ -290,34 +242,61 @@ def ingest_dataset(
     if deferred:
         progress(f"{dataset}: first load into an empty table; indexes {', '.join(deferred)} are built at the end")
 
-    def load(checked) -> tuple[int, int]:
-        with warehouse.begin() as conn:
-            return (load_clean(conn, dataset, checked.clean, source.name),
-                    quarantine_rows(conn, dataset, source.name, checked.rejects, run_id))
-
-    rows_read = rows_loaded = rows_quarantined = 0
-    high = watermark
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"load-{dataset}") as loader:
-        pending: Future | None = None
-        for batch_no, frame in enumerate(source.read(dataset, window, batch_rows), start=1):
-            checked = validate_batch(dataset, frame, until)
-            if pending is not None:
-                loaded, quarantined = pending.result()
-                rows_loaded, rows_quarantined = rows_loaded + loaded, rows_quarantined + quarantined
-            pending = loader.submit(load, checked)
-            rows_read += checked.rows_read
-            if checked.max_change is not None and (high is None or checked.max_change > high):
-                high = checked.max_change
-            progress(f"{dataset}: batch {batch_no}: {rows_read:,} read and validated")
-        if pending is not None:
-            loaded, quarantined = pending.result()
-            rows_loaded, rows_quarantined = rows_loaded + loaded, rows_quarantined + quarantined
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("set local time zone 'UTC'")
+        create_landing(conn, dataset)
+        landed = None
+        if isinstance(source, CopySource):
+            landed = _land_by_copy(conn, source, dataset, window, progress)
+        if landed is None:
+            landed = land_frames(conn, dataset, source.read(dataset, window, batch_rows), progress)
+        progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
+        checked = check_landed(conn, dataset, until)
+        rows_quarantined = _quarantine_landed(conn, dataset, source.name, run_id) if checked.rows_rejected else 0
+        for statement in _upsert_sql(dataset, source.name):
+            conn.exec_driver_sql(statement)
     if deferred:
         rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
         progress(f"{dataset}: indexes rebuilt")
-    progress(f"{dataset}: {rows_loaded:,} loaded, {rows_quarantined:,} quarantined")
+    progress(f"{dataset}: {checked.rows_clean:,} loaded, {rows_quarantined:,} quarantined")
 
-    result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
-                          time.perf_counter() - started, high)
+    high = checked.max_change if watermark is None or (checked.max_change and checked.max_change > watermark) \
+        else watermark
+    result = IngestResult(source.name, dataset, since, until, checked.rows_landed, checked.rows_clean,
+                          rows_quarantined, time.perf_counter() - started, high)
     finish_run(warehouse, result, run_id)
     return result
+
+
+def _land_by_copy(conn: sa.Connection, source, dataset: str, window: Window, progress: Progress) -> int | None:
+    """Stream the source's COPY into the landing table; None when the source's bytes are not valid UTF-8
+    (a SQL_ASCII database can hold anything), so the caller reads it through the decoding path instead,
+    where each bad value is kept as U+FFFD and its row quarantined."""
+    import psycopg
+
+    from smarketing_tasks.ingest.landing import land_copy
+
+    savepoint = conn.begin_nested()
+    try:
+        landed = land_copy(conn, source, dataset, window, progress)
+    except psycopg.DataError as error:
+        savepoint.rollback()
+        progress(f"{dataset}: the source's COPY is not valid UTF-8 ({error.diag.message_primary}); "
+                 "reading it row by row instead")
+        return None
+    savepoint.commit()
+    return landed
+
+
+def _quarantine_landed(conn: sa.Connection, dataset: str, source_name: str, run_id: str) -> int:
+    """Record the checked window's rejects; the same raw row breaking the same rule is recorded once,
+    across reruns. Returns the rows quarantined by this run."""
+    conn.execute(
+        sa.text(
+            "insert into smarketing.quarantine (dataset, source, record_key, rule, reason, raw, raw_hash, run_id) "
+            f"select :dataset, :source, record_key, rule, reason, raw, raw_hash, :run_id from rejects_{dataset} "
+            "on conflict (dataset, raw_hash, rule) do nothing"
+        ),
+        {"dataset": dataset, "source": source_name, "run_id": run_id},
+    )
+    return int(conn.exec_driver_sql(f"select count(distinct _row) from rejects_{dataset}").scalar())

@@ -57,6 +57,20 @@ class ReferenceSqlSource:
             conditions.append(f"({change_expr} > {_literal(window.since)} or {change_expr} is null)")
         return f"select {select} from {source} where {' and '.join(conditions)}"
 
+    def copy_text(self, dataset: str, window: Window) -> Iterator[bytes]:
+        """The window in COPY text format (UTF-8, reference columns in order), block by block, unparsed."""
+        from smarketing_tasks.db import raw_cursor
+
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("set time zone 'UTC'")
+            exists = conn.exec_driver_sql(f"select to_regclass('{self.schema}.{dataset}')").scalar()
+            if exists is None:
+                return
+            with raw_cursor(conn) as cur, cur.copy(
+                f"copy ({self.query(dataset, window)}) to stdout with (encoding 'UTF8')"
+            ) as copy:
+                yield from copy
+
     def read(self, dataset: str, window: Window, batch_rows: int) -> Iterator[pd.DataFrame]:
         from smarketing_tasks.db import copy_query_to_frames
 

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from smarketing_tasks.demo_shop import ShopSpec, generate
-from smarketing_tasks.ingest.validate import validate_batch
 from smarketing_tasks.schema import SOURCE_COLUMNS
 
 END = datetime(2026, 11, 22, tzinfo=UTC)
@@ -51,11 +50,11 @@ def test_customers_have_locale_consent_and_repeat_purchases(shop):
     assert customers["email"].is_unique
 
 
-def test_clean_demo_shop_passes_ingest_validation(shop):
+def test_clean_demo_shop_passes_ingest_validation(check_rows, shop):
     for dataset in ("customers", "orders"):
         text = shop[dataset][list(SOURCE_COLUMNS[dataset])].astype("string")
         text = text.apply(lambda col: col.str.replace(" ", "T", n=1) if col.name.endswith("_at") else col)
-        result = validate_batch(dataset, text.astype(object).where(text.notna(), None), END)
+        result = check_rows(dataset, text.astype(object).where(text.notna(), None), END)
         assert result.rejects.empty, result.rejects.head().to_dict("records")
 
 

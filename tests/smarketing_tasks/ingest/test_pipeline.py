@@ -232,3 +232,69 @@ def test_nul_bytes_are_quarantined_visibly_instead_of_failing_the_batch(tmp_path
         key, rule, name = conn.execute(sa.text(
             "select record_key, rule, raw->>'first_name' from smarketing.quarantine")).one()
     assert (key, rule, name) == ("C2\\u0000", "nul_byte", "Bo\\u0000b")
+
+
+def test_a_database_source_streams_by_copy_and_files_land_in_batches(shop, warehouse, tmp_path):
+    with shop.begin() as conn:
+        for n in range(3):
+            _order(conn, f"O{n}", "placed", T0)
+    messages: list[str] = []
+    result = ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0 + timedelta(hours=1),
+                            run_id="r1", progress=messages.append)
+    assert (result.rows_read, result.rows_loaded) == (3, 3)
+    assert not any("row by row" in m for m in messages), "valid UTF-8 goes the COPY way"
+
+
+def test_bytes_that_are_not_utf8_in_a_database_source_are_quarantined_not_fatal(admin_url, make_database, warehouse):
+    """A SQL_ASCII shop database can hold any bytes; the COPY stream then fails in the warehouse, and the
+    window is read again through the decoding path, which keeps the bad value as U+FFFD and quarantines it."""
+    from smarketing_tasks.db import database_name
+    from smarketing_tasks.demo_shop import write_shop
+
+    url = make_database("ascii_shop")
+    name = database_name(url)
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'drop database "{name}"')
+        conn.exec_driver_sql(f"create database \"{name}\" encoding 'SQL_ASCII' template template0 "
+                             "lc_collate 'C' lc_ctype 'C'")
+    admin.dispose()
+    shop = make_engine(url)
+    write_shop(shop, {})
+    with shop.begin() as conn:
+        conn.exec_driver_sql("insert into shop.customers (customer_id, first_name, updated_at) values "
+                             "('C1', 'Ana', '2026-03-01'), ('C2', E'Jos\\xe9', '2026-03-01')")
+    messages: list[str] = []
+    result = ingest_dataset(ReferenceSqlSource(shop), "customers", warehouse, until=T0 + timedelta(days=1),
+                            run_id="r1", progress=messages.append)
+    shop.dispose()
+    assert any("not valid UTF-8" in m for m in messages)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (2, 1, 1)
+    with warehouse.connect() as conn:
+        key, rule = conn.execute(sa.text("select record_key, rule from smarketing.quarantine")).one()
+    assert (key, rule) == ("C2", "undecodable_text")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-03-01", "2026-03-01 00:00:00+00"), ("2026-03-01T10:00:00Z", "2026-03-01 10:00:00+00"),
+    ("2026-03-01 10:00:00.123+02:00", "2026-03-01 08:00:00.123+00"), ("2026-03-01T10:00+0530", "2026-03-01 04:30:00+00"),
+    ("2026-13-45", None), ("yesterday", None), ("01/10/2026", None), ("epoch", None), ("", None),
+])
+def test_timestamps_must_be_iso_8601(warehouse, text, expected):
+    with warehouse.connect() as conn:
+        conn.exec_driver_sql("set time zone 'UTC'")
+        value = conn.execute(sa.text("select smarketing.try_timestamptz(v.t)::text from (select cast(:t as text) "
+                                     "as t offset 0) v"), {"t": text}).scalar()
+    assert value == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("49.90", "49.90"), (" -5 ", "-5"), ("1e3", "1000"), (".5", "0.5"),
+    ("12,50", None), ("NaN", None), ("Infinity", None), ("0x1F", None), ("1_000", None), ("1e", None), ("abc", None),
+])
+def test_numbers_must_be_plain_decimals(warehouse, text, expected):
+    with warehouse.connect() as conn:
+        # From a column, as ingest calls it (a literal argument would be constant-folded at plan time).
+        value = conn.execute(sa.text("select smarketing.try_numeric(v.t)::text from (select cast(:t as text) as t "
+                                     "offset 0) v"), {"t": text}).scalar()
+    assert value == expected

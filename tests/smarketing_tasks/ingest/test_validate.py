@@ -1,4 +1,4 @@
-"""Row rules of ingestion, as pure functions over text batches: each kind of broken row, its rule and reason."""
+"""Row rules of ingestion (SQL over landed text rows, on a real PostgreSQL): each kind of broken row, its rule and reason."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from smarketing_tasks.ingest.validate import validate_batch
 from smarketing_tasks.schema import SOURCE_COLUMNS
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -69,8 +68,8 @@ def _frame(dataset: str, *rows: dict) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("dataset", sorted(GOOD))
-def test_good_row_is_clean_and_typed(dataset):
-    result = validate_batch(dataset, _frame(dataset, GOOD[dataset]), NOW)
+def test_good_row_is_clean_and_typed(check_rows, dataset):
+    result = check_rows(dataset, _frame(dataset, GOOD[dataset]), NOW)
     assert result.rejects.empty
     assert len(result.clean) == 1
     assert result.max_change == datetime(2026, 10, 2 if dataset == "customers" else 5, 10, tzinfo=UTC)
@@ -78,10 +77,10 @@ def test_good_row_is_clean_and_typed(dataset):
 
 @pytest.mark.parametrize(("dataset", "change", "rule", "words"), BROKEN_ROWS,
                          ids=[f"{d}-{r}-{i}" for i, (d, _, r, _) in enumerate(BROKEN_ROWS)])
-def test_broken_row_is_rejected_with_rule_and_reason(dataset, change, rule, words):
+def test_broken_row_is_rejected_with_rule_and_reason(check_rows, dataset, change, rule, words):
     good_other = {**GOOD[dataset], **({"order_id": "O2"} if dataset != "customers" else {"customer_id": "C2"})}
     batch = _frame(dataset, {**GOOD[dataset], **change}, good_other)
-    result = validate_batch(dataset, batch, NOW)
+    result = check_rows(dataset, batch, NOW)
     assert len(result.clean) == 1, "the good row of the batch flows on"
     assert rule in set(result.rejects["rule"]), result.rejects[["rule", "reason"]].to_dict("records")
     reason = result.rejects.loc[result.rejects["rule"] == rule, "reason"].iloc[0]
@@ -89,36 +88,50 @@ def test_broken_row_is_rejected_with_rule_and_reason(dataset, change, rule, word
     assert result.rejected_rows == 1
 
 
-def test_conflicting_duplicates_are_all_quarantined_and_identical_ones_collapse():
+def test_conflicting_duplicates_are_all_quarantined_and_identical_ones_collapse(check_rows):
     order = GOOD["orders"]
     batch = _frame("orders", order, {**order, "total_amount": "99.00"}, {**GOOD["orders"], "order_id": "O2"},
                    {**GOOD["orders"], "order_id": "O2"})
-    result = validate_batch("orders", batch, NOW)
+    result = check_rows("orders", batch, NOW)
     assert list(result.clean["order_id"]) == ["O2"]
     conflicts = result.rejects[result.rejects["rule"] == "conflicting_duplicate"]
     assert sorted(conflicts["record_key"]) == ["O1", "O1"]
 
 
-def test_newer_version_of_a_row_supersedes_older_one_in_the_same_batch():
+def test_newer_version_of_a_row_supersedes_older_one_in_the_same_batch(check_rows):
     order = GOOD["orders"]
     returned = {**order, "status": "returned", "updated_at": "2026-10-20 10:00:00+00"}
-    result = validate_batch("orders", _frame("orders", order, returned), NOW)
+    result = check_rows("orders", _frame("orders", order, returned), NOW)
     assert result.rejects.empty
     assert list(result.clean["status"]) == ["returned"]
 
 
-def test_values_are_normalised():
+def test_values_are_normalised(check_rows):
     customer = {**GOOD["customers"], "email": "  Ana@Example.COM ", "accepts_marketing": "YES"}
     order = {**GOOD["orders"], "status": " Delivered", "currency": "usd"}
-    clean_customer = validate_batch("customers", _frame("customers", customer), NOW).clean.iloc[0]
-    clean_order = validate_batch("orders", _frame("orders", order), NOW).clean.iloc[0]
+    clean_customer = check_rows("customers", _frame("customers", customer), NOW).clean.iloc[0]
+    clean_order = check_rows("orders", _frame("orders", order), NOW).clean.iloc[0]
     assert clean_customer["email"] == "ana@example.com"
     assert bool(clean_customer["accepts_marketing"]) is True
     assert (clean_order["status"], clean_order["currency"]) == ("delivered", "USD")
 
 
-def test_a_row_breaking_several_rules_is_recorded_once_per_rule_with_the_same_raw_row():
-    result = validate_batch("orders", _frame("orders", {**GOOD["orders"], "total_amount": "-1", "status": "x"}), NOW)
+def test_a_row_breaking_several_rules_is_recorded_once_per_rule_with_the_same_raw_row(check_rows):
+    result = check_rows("orders", _frame("orders", {**GOOD["orders"], "total_amount": "-1", "status": "x"}), NOW)
     assert set(result.rejects["rule"]) == {"negative_total_amount", "unknown_status"}
     assert result.rejects["raw_hash"].nunique() == 1
     assert result.rejected_rows == 1
+
+
+def test_a_well_shaped_impossible_value_is_a_reject_not_a_failed_load(check_rows):
+    """The fast path casts directly; '2026-02-30' passes the shape check and makes the cast raise, so the
+    batch is checked again with the safe casts: the row is quarantined and the good row still flows."""
+    order = GOOD["orders"]
+    impossible = {**order, "order_id": "O2", "shipped_at": "2026-02-30 10:00:00+00"}
+    huge_line = {**GOOD["order_items"], "line_no": "99999999999"}
+    result = check_rows("orders", _frame("orders", order, impossible), NOW)
+    assert list(result.clean["order_id"]) == ["O1"]
+    assert list(result.rejects["rule"]) == ["bad_timestamp_shipped_at"]
+    items = check_rows("order_items", _frame("order_items", huge_line, {**GOOD["order_items"], "line_no": "2.0"}), NOW)
+    assert list(items.clean["line_no"]) == [2]
+    assert list(items.rejects["rule"]) == ["bad_line_no"]

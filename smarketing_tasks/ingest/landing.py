@@ -1,0 +1,113 @@
+"""Land a window of source rows, as text, in a temporary table of the warehouse.
+
+A source that can speak PostgreSQL's COPY (the reference SQL schema) streams its rows straight from one
+server to the other: the bytes pass through Python without being parsed, so landing costs what a plain
+COPY costs. Other sources (export folders, CDNOW) yield text DataFrames, which are COPYed in batches.
+Temporary tables are never written to the WAL and vanish with the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from smarketing_tasks.schema import SOURCE_COLUMNS
+from smarketing_tasks.sources.base import Window
+from smarketing_tasks.sources.export_files import SOURCE_ERROR
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
+Progress = Callable[[str], None]
+PROGRESS_EVERY_ROWS = 500_000
+RAW_LINE = "_raw_line"
+NUL_COLUMNS = "_nul_columns"
+
+
+@runtime_checkable
+class CopySource(Protocol):
+    """A source that can stream a dataset's window in COPY text format, reference columns in order."""
+
+    name: str
+
+    def copy_text(self, dataset: str, window: Window) -> Iterator[bytes]: ...
+
+
+def landing_table(dataset: str) -> str:
+    return f"landing_{dataset}"
+
+
+def create_landing(conn: sa.Connection, dataset: str) -> str:
+    """An empty landing table: the reference columns as text, read errors, and a row number."""
+    table = landing_table(dataset)
+    columns = ", ".join(f"{column} text" for column in SOURCE_COLUMNS[dataset])
+    conn.exec_driver_sql(
+        f"create temporary table {table} ({columns}, {SOURCE_ERROR} text, {RAW_LINE} text, {NUL_COLUMNS} text[], "
+        "_row bigint generated always as identity) on commit drop"
+    )
+    return table
+
+
+def land_copy(conn: sa.Connection, source: CopySource, dataset: str, window: Window, progress: Progress) -> int:
+    """Stream the source's COPY output into the landing table; returns the rows landed."""
+    from smarketing_tasks.db import raw_cursor
+
+    table = landing_table(dataset)
+    column_list = ", ".join(SOURCE_COLUMNS[dataset])
+    rows = reported = 0
+    with raw_cursor(conn) as cur, cur.copy(f"copy {table} ({column_list}) from stdin with (encoding 'UTF8')") as copy:
+        for block in source.copy_text(dataset, window):
+            data = block if isinstance(block, bytes) else bytes(block)
+            copy.write(data)
+            rows += data.count(b"\n")  # text COPY escapes newlines inside values, so one line is one row
+            if rows - reported >= PROGRESS_EVERY_ROWS:
+                reported = rows
+                progress(f"{dataset}: {rows:,} rows landed")
+    return rows
+
+
+def land_frames(conn: sa.Connection, dataset: str, frames: Iterable[pd.DataFrame], progress: Progress) -> int:
+    """COPY text DataFrames (the reference columns, maybe a read-error column) into the landing table."""
+    from smarketing_tasks.db import copy_frame
+
+    table = landing_table(dataset)
+    rows = reported = 0
+    for frame in frames:
+        if frame.empty:
+            continue
+        storable = _mark_nul_bytes(frame, SOURCE_COLUMNS[dataset])
+        columns = [c for c in (*SOURCE_COLUMNS[dataset], SOURCE_ERROR, RAW_LINE, NUL_COLUMNS) if c in storable.columns]
+        rows += copy_frame(conn, table, storable, columns)
+        if rows - reported >= PROGRESS_EVERY_ROWS:
+            reported = rows
+            progress(f"{dataset}: {rows:,} rows landed")
+    return rows
+
+
+def _mark_nul_bytes(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """PostgreSQL text cannot hold NUL: keep each one visible as ``\\u0000`` and list the columns that had one,
+    so the ``nul_byte`` rule can quarantine the row."""
+    from smarketing_tasks.ingest.validate import storable_text
+
+    out = frame.copy(deep=False)
+    found: dict[str, object] = {}
+    for column in columns:
+        if column not in out.columns:
+            continue
+        values = out[column]
+        has_nul = values.astype("string").str.contains("\x00", regex=False).fillna(False).astype(bool)
+        if has_nul.any():
+            out[column] = values.map(lambda v: storable_text(v) if isinstance(v, str) else v)
+            found[column] = has_nul
+    for name in (SOURCE_ERROR, RAW_LINE):
+        if name in out.columns:
+            out[name] = out[name].map(lambda v: storable_text(v) if isinstance(v, str) else v)
+    if found:
+        marks = [
+            "{" + ",".join(c for c, mask in found.items() if mask.iloc[i]) + "}" if any(m.iloc[i] for m in found.values())
+            else None
+            for i in range(len(out))
+        ]
+        out[NUL_COLUMNS] = marks
+    return out
