@@ -298,3 +298,19 @@ def test_numbers_must_be_plain_decimals(warehouse, text, expected):
         value = conn.execute(sa.text("select smarketing.try_numeric(v.t)::text from (select cast(:t as text) as t "
                                      "offset 0) v"), {"t": text}).scalar()
     assert value == expected
+
+
+def test_a_first_load_keeps_the_contact_foreign_key(shop, warehouse):
+    """The first load drops and re-adds the contacts' foreign key in its transaction (one set-based check
+    instead of one per row); afterwards the key exists and still refuses orphans."""
+    with shop.begin() as conn:
+        conn.execute(sa.text("insert into shop.customers (customer_id, email, accepts_marketing, updated_at) "
+                             "values ('C1', 'c1@example.com', true, :t)"), {"t": T0})
+    ingest_dataset(ReferenceSqlSource(shop), "customers", warehouse, until=T0 + timedelta(hours=1), run_id="r1")
+    with warehouse.connect() as conn:
+        keys = conn.execute(sa.text("select count(*) from pg_constraint where contype = 'f' "
+                                    "and conrelid = 'smarketing.customer_contacts'::regclass")).scalar()
+        assert keys == 1
+        assert conn.execute(sa.text("select email from smarketing.customer_contacts")).scalar() == "c1@example.com"
+    with pytest.raises(sa.exc.IntegrityError), warehouse.begin() as conn:
+        conn.execute(sa.text("insert into smarketing.customer_contacts (customer_id, updated_at) values ('nobody', now())"))
