@@ -248,6 +248,7 @@ def ingest_dataset(
 
     with warehouse.begin() as conn:
         conn.exec_driver_sql("set local time zone 'UTC'")
+        _give_memory_to_the_load(conn)
         create_landing(conn, dataset)
         landed = None
         if isinstance(source, CopySource):
@@ -275,6 +276,24 @@ def ingest_dataset(
                           rows_quarantined, time.perf_counter() - started, high)
     finish_run(warehouse, result, run_id)
     return result
+
+
+# Memory for one load's sorts and hashes (duplicate keys, anti-joins) and for its temporary tables, so a
+# million-row window is checked in memory instead of spilling to disk. work_mem is set for this transaction
+# only; temp_buffers can only be set before a session first uses a temporary table, and then holds for it.
+LOAD_WORK_MEM = "256MB"
+LOAD_TEMP_BUFFERS = "512MB"
+
+
+def _give_memory_to_the_load(conn: sa.Connection) -> None:
+    conn.exec_driver_sql(f"set local work_mem = '{LOAD_WORK_MEM}'")
+    savepoint = conn.begin_nested()
+    try:  # refused once the session has used a temporary table; then the session's setting stays
+        conn.exec_driver_sql(f"set temp_buffers = '{LOAD_TEMP_BUFFERS}'")  # session-wide by nature
+    except sa.exc.DBAPIError:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
 
 
 def _lock_if_empty(conn: sa.Connection, dataset: str) -> bool:
