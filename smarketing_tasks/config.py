@@ -60,7 +60,7 @@ def parse_variable(text: str | None) -> dict[str, Any]:
 class IngestSettings:
     """Purchase ingestion (``smarketing_ingest``)."""
 
-    batch_rows: int = 100_000  # rows per validated, committed batch: bounds memory
+    batch_rows: int = 100_000  # rows per batch read from a file source: bounds memory
     overlap: timedelta = timedelta(minutes=15)  # re-read this much before the watermark, for late commits
     max_quarantine_share: float = 0.05  # fail the run when more of a dataset's rows than this are quarantined
 
