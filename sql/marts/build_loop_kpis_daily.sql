@@ -31,9 +31,6 @@ referrals as (
     select * from smarketing.referrals where redeemed_at <= :as_of
 ),
 
-scores as (
-    select * from smarketing.advocate_scores where score_date <= cast(:as_of as timestamptz)::date
-),
 
 first_activity as (
     select min(first_day) as first_day
@@ -148,25 +145,16 @@ follow_ups_closed_daily as (
 ),
 
 score_runs as (
+    -- Counts of the whole customer base as each scoring run left it (an incremental run writes rows only for
+    -- the customers it rescored, so counting smarketing.advocate_scores by date would undercount).
     select
-        score_date,
-        count(*) as customers_scored,
-        count(*) filter (where nps_class = 'promoter') as promoters,
-        count(*) filter (where nps_class = 'passive') as passives,
-        count(*) filter (where nps_class = 'detractor') as detractors,
-        count(*) filter (where segment in ('champion', 'advocate')) as advocates,
-        count(*) filter (where is_lukewarm) as lukewarm,
-        count(*) filter (where segment = 'champion') as segment_champion,
-        count(*) filter (where segment = 'advocate') as segment_advocate,
-        count(*) filter (where segment = 'promising') as segment_promising,
-        count(*) filter (where segment = 'lukewarm') as segment_lukewarm,
-        count(*) filter (where segment = 'at_risk') as segment_at_risk,
-        count(*) filter (where segment = 'detractor') as segment_detractor,
-        count(*) filter (where segment = 'silent') as segment_silent,
-        count(*) filter (where nps_class = 'detractor' or is_lukewarm) as unhappy_customers
-    from scores
-    group by score_date
+        score_date, customers_scored, promoters, passives, detractors, advocates, lukewarm,
+        segment_champion, segment_advocate, segment_promising, segment_lukewarm, segment_at_risk,
+        segment_detractor, segment_silent, unhappy_customers
+    from smarketing.score_runs
+    where score_date <= cast(:as_of as timestamptz)::date and customers_scored is not null
 ),
+
 
 day_runs as (
     select

@@ -153,6 +153,21 @@ def load_known_data(engine: sa.Engine) -> None:
                   values (:c, :d, :s, :seg, :luke, :nps, :rating, :reasons, :d)""",
                [{"c": c, "d": _ts(d + " 00:00").date(), "s": s, "seg": seg, "luke": lw, "nps": n, "rating": r,
                  "reasons": f"{seg} on {d}"} for c, d, s, seg, lw, n, r in SCORES])
+        # Each date above is a full scoring run; the scorer records the whole base's counts in score_runs.
+        insert("""insert into smarketing.score_runs (score_date, as_of, mode, model_date, refitted, changed, due,
+                      rescored, customers_scored, promoters, passives, detractors, advocates, lukewarm,
+                      segment_champion, segment_advocate, segment_promising, segment_lukewarm, segment_at_risk,
+                      segment_detractor, segment_silent, unhappy_customers)
+                  select score_date, score_date::timestamptz, 'full', score_date, true, count(*), 0, count(*),
+                      count(*), count(*) filter (where nps_class = 'promoter'),
+                      count(*) filter (where nps_class = 'passive'), count(*) filter (where nps_class = 'detractor'),
+                      count(*) filter (where segment in ('champion', 'advocate')), count(*) filter (where is_lukewarm),
+                      count(*) filter (where segment = 'champion'), count(*) filter (where segment = 'advocate'),
+                      count(*) filter (where segment = 'promising'), count(*) filter (where segment = 'lukewarm'),
+                      count(*) filter (where segment = 'at_risk'), count(*) filter (where segment = 'detractor'),
+                      count(*) filter (where segment = 'silent'),
+                      count(*) filter (where nps_class = 'detractor' or is_lukewarm)
+                  from smarketing.advocate_scores group by score_date""", [{}])
         insert("""insert into smarketing.follow_ups (customer_id, reason, priority, owner_team, review_excerpt,
                       suggested_questions, status, outcome, created_at, updated_at)
                   values (:c, :reason, :p, :team, :excerpt, 'What would have made it great?', :status, :outcome,
