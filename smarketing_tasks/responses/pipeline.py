@@ -112,11 +112,19 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
         update {stage} s set order_id = m.order_id from smarketing.outreach_messages m
         where s.order_id is null and m.message_id = s.token_message_id""")
     # A product named by handle or name (platform exports) becomes the shop's sku.
+    # Skus the shop sold come by the order_items sku index; only names/handles that are not skus need the
+    # slug of every order line, so that scan runs only when a batch has one.
     conn.exec_driver_sql(
         "create temporary table known_products on commit drop as select distinct on (sku) sku, "
         + _PRODUCT_SLUG.format("product_name") + " as slug from smarketing.order_items "
-        "where sku in (select sku from stage_reviews) or " + _PRODUCT_SLUG.format("product_name")
-        + " in (select lower(sku) from stage_reviews) order by sku")
+        "where sku in (select sku from stage_reviews) order by sku")
+    if conn.exec_driver_sql(
+            "select exists (select 1 from stage_reviews s where s.sku is not null "
+            "and not exists (select 1 from known_products p where p.sku = s.sku))").scalar():
+        conn.exec_driver_sql(
+            "insert into known_products select distinct on (sku) sku, " + _PRODUCT_SLUG.format("product_name")
+            + " from smarketing.order_items where " + _PRODUCT_SLUG.format("product_name")
+            + " in (select lower(sku) from stage_reviews) and sku not in (select sku from known_products) order by sku")
     conn.exec_driver_sql(f"""
         update {stage} s set sku = (select p.sku from known_products p where p.slug = lower(s.sku) order by p.sku limit 1)
         where s.sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)
