@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from smarketing_tasks.outreach import OutreachSettings, plan_outreach
 from smarketing_tasks.outreach.planner import _REMINDERS, _REVIEW_REQUESTS, _SETUP, _SHARE_ASKS, _params
+from tests.explain import rows_read
 from tests.smarketing_tasks.outreach.helpers import AS_OF
 
 pytestmark = pytest.mark.integration
@@ -58,15 +59,6 @@ def _old_history(engine: sa.Engine) -> None:
         conn.exec_driver_sql("analyze")
 
 
-def _rows_read(plan: dict, relation: str) -> int:
-    """Rows a plan read from ``relation``: returned plus discarded by filters, over all loops."""
-    total = 0
-    if plan.get("Relation Name") == relation:
-        per_loop = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
-        total += per_loop * plan.get("Actual Loops", 1) + plan.get("Rows Removed by Index Recheck", 0)
-    return int(total) + sum(_rows_read(child, relation) for child in plan.get("Plans", []))
-
-
 def _explain(engine: sa.Engine, statement: str, settings: OutreachSettings = S) -> dict:
     params = _params(settings, AS_OF, "t", VARIANTS)
     with engine.connect() as conn, conn.begin() as transaction:
@@ -89,7 +81,7 @@ def test_review_requests_read_only_orders_whose_ask_can_be_due(shop):
         shop.customer(f"c{n}")
         shop.order(f"due-{kind}", f"c{n}", status={"ordered_at": "placed", "shipped_at": "shipped"}.get(kind, "delivered"),
                    **{kind: AS_OF - timedelta(days=delay)})
-    read = _rows_read(_explain(shop.engine, _REVIEW_REQUESTS), "orders")
+    read = rows_read(_explain(shop.engine, _REVIEW_REQUESTS), "orders")
     assert read <= 10, f"the review-ask scan read {read} orders for 3 due ones among {OLD} old ones"
     plan_outreach(shop.engine, AS_OF, S, run_id="t")
     assert {o for o, (status, _) in shop.by_order().items() if status == "planned"} == {
@@ -101,7 +93,7 @@ def test_reminders_read_only_requests_whose_reminder_can_be_due(shop):
     shop.customer("c1")
     shop.order("o1", "c1", delivered_at=AS_OF - timedelta(days=S.review_delay_days + S.reminder_delay_days))
     shop.message("c1", "review_request", AS_OF - timedelta(days=S.reminder_delay_days), order_id="o1")
-    read = _rows_read(_explain(shop.engine, _REMINDERS), "outreach_messages")
+    read = rows_read(_explain(shop.engine, _REMINDERS), "outreach_messages")
     assert read <= 10, f"the reminder scan read {read} outbox rows for 1 due reminder among {OLD} old requests"
     plan_outreach(shop.engine, AS_OF, S, run_id="t")
     assert shop.by_order("review_reminder") == {"o1": ("planned", None)}
@@ -114,8 +106,8 @@ def test_share_asks_read_only_recent_reviews_and_deliveries(shop):
     shop.review("rh", "h1", "happy", 5, created_at=AS_OF - timedelta(days=S.share_delay_days))
     shop.score("happy", sentiment=0.8)
     plan = _explain(shop.engine, _SHARE_ASKS)
-    assert _rows_read(plan, "reviews") <= 10
-    assert _rows_read(plan, "orders") <= 10
+    assert rows_read(plan, "reviews") <= 10
+    assert rows_read(plan, "orders") <= 10
     plan_outreach(shop.engine, AS_OF, S, run_id="t")
     assert {m.customer_id for m in shop.messages() if m.kind == "share_ask"} == {"happy"}
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from smarketing_tasks.quality import audit_purchases
 from smarketing_tasks.quality.suites import load_suite
+from tests.explain import rows_read
 
 pytestmark = pytest.mark.integration
 END = datetime(2026, 11, 22, tzinfo=UTC)
@@ -46,21 +47,12 @@ def _history_and_a_day(engine: sa.Engine) -> None:
         conn.exec_driver_sql("analyze")
 
 
-def _rows_read(plan: dict, relation: str) -> int:
-    """Rows a plan read from ``relation``: returned plus discarded by filters, over all loops."""
-    total = 0
-    if plan.get("Relation Name") == relation:
-        per_loop = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
-        total += per_loop * plan.get("Actual Loops", 1) + plan.get("Rows Removed by Index Recheck", 0)
-    return int(total) + sum(_rows_read(child, relation) for child in plan.get("Plans", []))
-
-
 def _read_without_seq_scans(engine: sa.Engine, query: str) -> dict[str, int]:
     with engine.connect() as conn, conn.begin() as transaction:
         conn.exec_driver_sql("set local enable_seqscan = off")
         (plan,) = conn.exec_driver_sql("explain (analyze, format json) " + query).scalar()
         transaction.rollback()
-    return {table: _rows_read(plan["Plan"], table) for table in ("customers", "orders", "order_items")}
+    return {table: rows_read(plan["Plan"], table) for table in ("customers", "orders", "order_items")}
 
 
 def test_a_days_audit_checks_and_reads_only_the_rows_changed_that_day(warehouse):
