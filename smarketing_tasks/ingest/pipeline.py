@@ -267,7 +267,10 @@ def ingest_dataset(
             conn.exec_driver_sql(f"alter table {table} add constraint {name} {definition}")
     if deferred:
         rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
-        progress(f"{dataset}: indexes rebuilt")
+        with warehouse.begin() as conn:  # statistics now, so the next stages do not plan on an "empty" table
+            for table in _bulk_tables(dataset):
+                conn.exec_driver_sql(f"analyze {table}")
+        progress(f"{dataset}: indexes rebuilt, statistics taken")
     progress(f"{dataset}: {checked.rows_clean:,} loaded, {rows_quarantined:,} quarantined")
 
     high = checked.max_change if watermark is None or (checked.max_change and checked.max_change > watermark) \

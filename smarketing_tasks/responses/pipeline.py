@@ -213,11 +213,15 @@ def _load_events(conn: sa.Connection, settings: ResponsesSettings, source_name: 
     stage = "stage_email_events"
     conn.exec_driver_sql(f"""
         update {stage} s set customer_id = coalesce(
-            (select c.customer_id from smarketing.customer_contacts c where lower(c.email) = s.email
-             order by c.updated_at desc, c.customer_id limit 1),
-            (select c.customer_id from smarketing.customer_contacts c
-             where s.email is null and regexp_replace(c.phone, '[^0-9+]', '', 'g') = s.phone
-             order by c.updated_at desc, c.customer_id limit 1))""")
+            (select m.customer_id from (select c.customer_id, c.updated_at from smarketing.customer_contacts c
+                                        where lower(c.email) = s.email offset 0) m
+             order by m.updated_at desc, m.customer_id limit 1),
+            (select m.customer_id from (select c.customer_id, c.updated_at from smarketing.customer_contacts c
+                                        where s.email is null
+                                          and regexp_replace(c.phone, '[^0-9+]', '', 'g') = s.phone offset 0) m
+             order by m.updated_at desc, m.customer_id limit 1))""")
+    # (offset 0 keeps each lookup on its email or phone index: without it the planner may walk the
+    # updated_at index backwards for the "latest" row and, for an unknown address, read every contact.)
     # An SMS STOP names a phone; the suppression list is keyed by address, so use the customer's email.
     conn.exec_driver_sql(f"""
         update {stage} s set email = coalesce(lower(c.email), 'sms:' || s.phone)
