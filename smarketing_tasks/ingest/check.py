@@ -53,10 +53,11 @@ def _quote_literal(value: str) -> str:
 
 
 @cache
-def _checked_sql(dataset: str, safe: bool) -> str:
+def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozenset()) -> str:
     typed = typed_columns(dataset, safe)
     typed_select = ", ".join(f"{expression} as {column}" for column, (_, expression) in typed.items())
-    flags = ", ".join(f"case when {rule.broken} then {number} end" for number, rule in enumerate(rules(dataset), 1))
+    flags = ", ".join(f"case when {rule.broken} then {number} end"
+                      for number, rule in enumerate(rules(dataset), 1) if rule.name not in cannot_break)
     return (
         f"create temporary table checked_{dataset} on commit drop as "
         f"select l._row, t.*, array_remove(array[{flags}]::integer[], null) as broken "
@@ -104,13 +105,16 @@ def _keys(dataset: str) -> str:
     return ", ".join(KEY_COLUMNS[dataset])
 
 
-def check_landed(conn: sa.Connection, dataset: str, until: datetime) -> CheckedWindow:
-    """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later)."""
+def check_landed(conn: sa.Connection, dataset: str, until: datetime,
+                 cannot_break: frozenset[str] = frozenset()) -> CheckedWindow:
+    """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later).
+
+    ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out."""
     import sqlalchemy as sa
 
     if dataset == "customers":
         _create_known_zones(conn)
-    _type_and_flag(conn, dataset, until)
+    _type_and_flag(conn, dataset, until, cannot_break)
     conn.exec_driver_sql(
         f"create temporary table rejects_{dataset} (_row bigint, record_key text, rule text, reason text, raw jsonb, "
         "raw_hash text) on commit drop"
@@ -131,7 +135,7 @@ def check_landed(conn: sa.Connection, dataset: str, until: datetime) -> CheckedW
     return CheckedWindow(int(landed), int(clean) - int(skipped) - int(conflicting), int(rejected), max_change)
 
 
-def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime) -> None:
+def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str]) -> None:
     """Create ``checked_<dataset>``: optimistically with direct casts; if a well-shaped impossible value
     ('2026-13-45') makes a cast raise, again with the safe casts that turn it into a reject."""
     import psycopg
@@ -139,12 +143,12 @@ def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime) -> None:
 
     savepoint = conn.begin_nested()
     try:
-        conn.execute(sa.text(_checked_sql(dataset, safe=False)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break)), {"until": until})
     except sa.exc.DBAPIError as error:
         if not isinstance(error.orig, psycopg.DataError):
             raise
         savepoint.rollback()
-        conn.execute(sa.text(_checked_sql(dataset, safe=True)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break)), {"until": until})
     else:
         savepoint.commit()
 

@@ -9,6 +9,7 @@ Temporary tables are never written to the WAL and vanish with the transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from smarketing_tasks.schema import SOURCE_COLUMNS
@@ -49,22 +50,47 @@ def create_landing(conn: sa.Connection, dataset: str) -> str:
     return table
 
 
-def land_copy(conn: sa.Connection, source: CopySource, dataset: str, window: Window, progress: Progress) -> int:
-    """Stream the source's COPY output into the landing table; returns the rows landed."""
+@dataclass(frozen=True)
+class CopyLanding:
+    """What a COPY landing holds: its rows, and whether any value carries U+FFFD (the mark a decoder leaves
+    for bytes that were not UTF-8; a COPY cannot carry read errors or NUL bytes)."""
+
+    rows: int
+    has_replacement_character: bool
+
+    def rules_it_cannot_break(self) -> frozenset[str]:
+        """Rules no row of this landing can break, which the check may therefore leave out."""
+        impossible = {"unreadable_record", "nul_byte"}
+        if not self.has_replacement_character:
+            impossible.add("undecodable_text")
+        return frozenset(impossible)
+
+
+REPLACEMENT_CHARACTER = "\ufffd".encode()
+
+
+def land_copy(conn: sa.Connection, source: CopySource, dataset: str, window: Window,
+              progress: Progress) -> CopyLanding:
+    """Stream the source's COPY output into the landing table, looking for U+FFFD on the way (a byte
+    search, far cheaper than the same test per row in SQL)."""
     from smarketing_tasks.db import raw_cursor
 
     table = landing_table(dataset)
     column_list = ", ".join(SOURCE_COLUMNS[dataset])
     rows = reported = 0
+    replacement = False
+    tail = b""  # the end of the previous block, in case a character straddles two blocks
     with raw_cursor(conn) as cur, cur.copy(f"copy {table} ({column_list}) from stdin with (encoding 'UTF8')") as copy:
         for block in source.copy_text(dataset, window):
             data = block if isinstance(block, bytes) else bytes(block)
             copy.write(data)
+            replacement = replacement or REPLACEMENT_CHARACTER in tail + data[:2] or REPLACEMENT_CHARACTER in data
+            tail = data[-2:]
             rows += data.count(b"\n")  # text COPY escapes newlines inside values, so one line is one row
             if rows - reported >= PROGRESS_EVERY_ROWS:
                 reported = rows
                 progress(f"{dataset}: {rows:,} rows landed")
-    return rows
+    return CopyLanding(rows, replacement)
 
 
 def land_frames(conn: sa.Connection, dataset: str, frames: Iterable[pd.DataFrame], progress: Progress) -> int:

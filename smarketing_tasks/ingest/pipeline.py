@@ -20,6 +20,8 @@ from smarketing_tasks.sources.base import Source, Window
 if TYPE_CHECKING:
     import pandas as pd
 
+    from smarketing_tasks.ingest.landing import CopyLanding
+
 Progress = Callable[[str], None]
 
 
@@ -250,13 +252,14 @@ def ingest_dataset(
         conn.exec_driver_sql("set local time zone 'UTC'")
         _give_memory_to_the_load(conn)
         create_landing(conn, dataset)
-        landed = None
-        if isinstance(source, CopySource):
-            landed = _land_by_copy(conn, source, dataset, window, progress)
-        if landed is None:
+        copied = _land_by_copy(conn, source, dataset, window, progress) if isinstance(source, CopySource) else None
+        if copied is None:
             landed = land_frames(conn, dataset, source.read(dataset, window, batch_rows), progress)
+            cannot_break = frozenset()
+        else:
+            landed, cannot_break = copied.rows, copied.rules_it_cannot_break()
         progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
-        checked = check_landed(conn, dataset, until)
+        checked = check_landed(conn, dataset, until, cannot_break)
         rows_quarantined = _quarantine_landed(conn, dataset, source.name, run_id) if checked.rows_rejected else 0
         into_empty = _lock_if_empty(conn, dataset)
         # A first load checks foreign keys once, set-based, instead of one lookup per row.
@@ -321,7 +324,7 @@ def _drop_foreign_keys(conn: sa.Connection, dataset: str) -> list[tuple[str, str
     return dropped
 
 
-def _land_by_copy(conn: sa.Connection, source, dataset: str, window: Window, progress: Progress) -> int | None:
+def _land_by_copy(conn: sa.Connection, source, dataset: str, window: Window, progress: Progress) -> CopyLanding | None:
     """Stream the source's COPY into the landing table; None when the source's bytes are not valid UTF-8
     (a SQL_ASCII database can hold anything), so the caller reads it through the decoding path instead,
     where each bad value is kept as U+FFFD and its row quarantined."""

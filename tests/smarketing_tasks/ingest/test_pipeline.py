@@ -245,6 +245,44 @@ def test_a_database_source_streams_by_copy_and_files_land_in_batches(shop, wareh
     assert not any("row by row" in m for m in messages), "valid UTF-8 goes the COPY way"
 
 
+def test_a_replacement_character_in_a_database_source_is_still_quarantined(shop, warehouse):
+    """A COPY landing leaves out the U+FFFD rule only when no value holds one: a shop row that already
+    carries a decoder's mark (somewhere upstream lost its bytes) is quarantined as from a file."""
+    with shop.begin() as conn:
+        _order(conn, "O1", "placed", T0)
+        _order(conn, "O2", "pla\ufffdced", T0)
+    result = ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0 + timedelta(hours=1), run_id="r1")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    with warehouse.connect() as conn:
+        rules = conn.execute(sa.text("select rule from smarketing.quarantine where record_key = 'O2' order by 1")).scalars()
+        assert list(rules) == ["undecodable_text", "unknown_status"]
+
+
+_ROW_WITH_MARK = "O1\tC1\t2026-03-01 00:00:00+00\tpla\ufffdced\t\\N\t\\N\t20.00\tEUR\t\\N\t2026-03-01 00:00:00+00\n".encode()
+_MARK_AT = _ROW_WITH_MARK.index("\ufffd".encode())
+
+
+@pytest.mark.parametrize("split", [None, _MARK_AT + 1, _MARK_AT + 2], ids=["one block", "after byte 1", "after byte 2"])
+def test_a_copy_landing_sees_a_replacement_character_split_across_blocks(warehouse, split):
+    from smarketing_tasks.ingest.landing import create_landing, land_copy
+    from smarketing_tasks.sources.base import Window
+
+    blocks = [_ROW_WITH_MARK] if split is None else [_ROW_WITH_MARK[:split], _ROW_WITH_MARK[split:]]
+
+    class BlockSource:
+        name = "blocks"
+
+        def copy_text(self, dataset, window):
+            yield from blocks
+
+    with warehouse.begin() as conn:
+        create_landing(conn, "orders")
+        landed = land_copy(conn, BlockSource(), "orders", Window(None, T0), lambda _: None)
+        assert conn.exec_driver_sql("select status from landing_orders").scalar() == "pla\ufffdced"
+    assert (landed.rows, landed.has_replacement_character) == (1, True)
+    assert "undecodable_text" not in landed.rules_it_cannot_break()
+
+
 def test_bytes_that_are_not_utf8_in_a_database_source_are_quarantined_not_fatal(admin_url, make_database, warehouse):
     """A SQL_ASCII shop database can hold any bytes; the COPY stream then fails in the warehouse, and the
     window is read again through the decoding path, which keeps the bad value as U+FFFD and quarantines it."""
