@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 
 import sqlalchemy as sa
 
@@ -73,11 +72,10 @@ class ReviewSignals:
     language: str | None = None  # ISO 639-1 of title + body; None when undetermined
 
 
-@cache
 def _analyzer():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    from smarketing_tasks.scoring.text import _analyzer as shared
 
-    return SentimentIntensityAnalyzer()
+    return shared()  # one VADER lexicon per process: scoring's language test reads the same one
 
 
 def tone(text: str) -> float:
