@@ -58,7 +58,7 @@ def _fast_identifier():
 
     try:
         return _unpacked_identifier(_model_cache_dir())
-    except (OSError, ValueError, KeyError):  # no writable data directory, or a damaged copy: unpack in memory
+    except (OSError, ValueError, KeyError, EOFError):  # no writable data directory, or a damaged copy
         return _load_identifier(norm_probs=True)
 
 
@@ -182,10 +182,13 @@ def _unpacked_profiles(cache_dir: Path):
                           "probabilities.npy": np.array([loaded.word_lang_prob_map[w] for w in words], np.float64)})
     # A word list and a dict built from it load ~4x faster than the same dict unmarshalled.
     words = (folder / "ngrams.txt").read_bytes().decode().split("\n")
+    languages = (folder / "languages.txt").read_bytes().decode().split("\n")
+    table = np.load(folder / "probabilities.npy", mmap_mode="r", allow_pickle=False)
+    if table.shape != (len(words), len(languages)):
+        raise ValueError(f"{folder} is damaged: {table.shape} probabilities for {len(words)} n-grams")
     unpacked = factory.DetectorFactory()
-    unpacked.word_lang_prob_map = _ProfileRows(dict(zip(words, range(len(words)), strict=True)),
-                                               np.load(folder / "probabilities.npy", mmap_mode="r"))
-    unpacked.langlist = (folder / "languages.txt").read_bytes().decode().split("\n")
+    unpacked.word_lang_prob_map = _ProfileRows(dict(zip(words, range(len(words)), strict=True)), table)
+    unpacked.langlist = languages
     return unpacked
 
 

@@ -123,3 +123,24 @@ def test_unpacked_language_models_answer_exactly_as_the_packaged_ones(tmp_path):
     # Each copy is published whole (no half-written scratch folder is left behind).
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["langdetect", "py3langid"]
     assert all((p / "complete").exists() for p in tmp_path.iterdir())
+
+
+def test_a_damaged_copy_is_refused_and_an_unwritable_cache_falls_back_to_the_packaged_model(tmp_path, monkeypatch):
+    import numpy as np
+
+    import smarketing_tasks.responses.text as text
+
+    text._unpacked_profiles(tmp_path)
+    (folder,) = tmp_path.iterdir()
+    np.save(folder / "probabilities.npy", np.zeros((3, 55)))  # as if cut short
+    with pytest.raises(ValueError, match="damaged"):
+        text._unpacked_profiles(tmp_path)
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(text, "_model_cache_dir", lambda: blocker / "cache")  # cannot be created
+    text._fast_identifier.cache_clear()
+    try:
+        assert text._fast_identifier().classify("Sehr gute Qualität, schnelle Lieferung, gerne wieder.")[0] == "de"
+    finally:
+        text._fast_identifier.cache_clear()
