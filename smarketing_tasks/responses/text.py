@@ -58,7 +58,8 @@ def _fast_identifier():
 
     try:
         return _unpacked_identifier(_model_cache_dir())
-    except (OSError, ValueError, KeyError, EOFError):  # no writable data directory, or a damaged copy
+    # No writable data directory, a damaged copy, or a py3langid whose internals moved: its own loader.
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError):
         return _load_identifier(norm_probs=True)
 
 
@@ -184,7 +185,7 @@ def _unpacked_profiles(cache_dir: Path):
     words = (folder / "ngrams.txt").read_bytes().decode().split("\n")
     languages = (folder / "languages.txt").read_bytes().decode().split("\n")
     table = np.load(folder / "probabilities.npy", mmap_mode="r", allow_pickle=False)
-    if table.shape != (len(words), len(languages)):
+    if table.ndim != 2 or table.shape[0] != len(words) or table.shape[1] < len(languages):
         raise ValueError(f"{folder} is damaged: {table.shape} probabilities for {len(words)} n-grams")
     unpacked = factory.DetectorFactory()
     unpacked.word_lang_prob_map = _ProfileRows(dict(zip(words, range(len(words)), strict=True)), table)
@@ -197,6 +198,8 @@ def _langdetect(text: str) -> str | None:
     import langdetect.detector_factory as factory
     from langdetect import LangDetectException
 
+    if factory._factory is None:  # reset since (tests do)
+        factory.init_factory()
     detector = factory._factory.create()
     detector.n_trial = 3  # 3 sampling trials instead of 7: 1.6x faster, same answers on review-length texts
     detector.append(text)
