@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -73,11 +72,10 @@ class ReviewSignals:
     language: str | None = None  # ISO 639-1 of title + body; None when undetermined
 
 
-@cache
 def _analyzer():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    from smarketing_tasks.scoring.text import _analyzer as shared
 
-    return SentimentIntensityAnalyzer()
+    return shared()  # one VADER lexicon per process: scoring's language test reads the same one
 
 
 def tone(text: str) -> float:
@@ -157,16 +155,23 @@ def review_signals(rows: Iterable[tuple], quote_max_chars: int | None = None,
                    rules: SignalRules | None = None) -> list[ReviewSignals]:
     """Signals for ``(review_id, rating, title, body, wants_quote[, language])`` rows; quotes only where wanted.
 
-    Identical texts are analysed once (reviews repeat a lot: "Good.", "Great quality, fast delivery!").
+    Identical texts are analysed once (reviews repeat a lot: "Good.", "Great quality, fast delivery!"), and
+    a review identical to an earlier one in all it is judged on (stars, title, body, quote wanted, language)
+    gets that one's signals without the per-review rules running again.
     """
     rules = rules or SignalRules()
     max_chars = quote_max_chars or rules.quote_max_chars
     tones: dict[tuple[str, str | None], tuple[str | None, float | None]] = {}
     quotes: dict[tuple[str | None, str | None], tuple[str | None, float | None]] = {}
+    judged: dict[tuple, ReviewSignals] = {}
     out = []
     for row in rows:
         review_id, rating, title, body, wants_quote = row[:5]
         given = row[5] if len(row) > 5 else None
+        same = judged.get((rating, title, body, bool(wants_quote), given))
+        if same is not None:
+            out.append(replace(same, review_id=review_id))
+            continue
         text = " ".join(p for p in (title, body) if p).strip()
         key = (text, given)
         if key not in tones:
@@ -178,10 +183,12 @@ def review_signals(rows: Iterable[tuple], quote_max_chars: int | None = None,
             if (title, body) not in quotes:
                 quotes[(title, body)] = best_quote(title, body, max_chars)
             quote, quote_sentiment = quotes[(title, body)]
-        out.append(ReviewSignals(review_id=review_id, sentiment=sentiment,
-                                 is_lukewarm=is_lukewarm(int(rating), text, sentiment, rules.text),
-                                 quote=quote, quote_sentiment=quote_sentiment, title_redacted=redact(title),
-                                 language=language))
+        signals = ReviewSignals(review_id=review_id, sentiment=sentiment,
+                                is_lukewarm=is_lukewarm(int(rating), text, sentiment, rules.text),
+                                quote=quote, quote_sentiment=quote_sentiment, title_redacted=redact(title),
+                                language=language)
+        judged[(rating, title, body, bool(wants_quote), given)] = signals
+        out.append(signals)
     return out
 
 

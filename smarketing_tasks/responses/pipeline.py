@@ -17,7 +17,8 @@ nothing (the content hash is unchanged).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,24 @@ _STAGE = {
 }
 _STAGE_COLUMNS = {dataset: [part.split()[0] for part in spec.split(", ")] for dataset, spec in _STAGE.items()}
 _PRODUCT_SLUG = "trim(both '-' from regexp_replace(lower({}), '[^a-z0-9]+', '-', 'g'))"
+# The batch's skus the shop sold, with one line's product-name slug each: one index probe per distinct sku (a
+# best-seller has a line per order, so reading every line of the batch's skus grew with history).
+KNOWN_SKUS_SQL = (
+    "select s.sku, " + _PRODUCT_SLUG.format("line.product_name") + " as slug "
+    "from (select distinct sku from stage_reviews where sku is not null) s "
+    "cross join lateral (select i.product_name from smarketing.order_items i where i.sku = s.sku limit 1) line")
+
+
+@contextmanager
+def _index_scans_only(conn: sa.Connection) -> Iterator[None]:
+    """Keep a probe on its index: with few distinct skus the planner expects an early match in a sequential
+    scan, which for a sku the shop never sold reads every order line."""
+    previous = conn.exec_driver_sql("select current_setting('enable_seqscan')").scalar()
+    conn.exec_driver_sql("select set_config('enable_seqscan', 'off', true)")
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("select set_config('enable_seqscan', :previous, true)"), {"previous": previous})
 
 
 def signing_keys(warehouse: sa.Engine, settings: ResponsesSettings, warn: Progress = print) -> list[bytes]:
@@ -112,12 +131,11 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
         update {stage} s set order_id = m.order_id from smarketing.outreach_messages m
         where s.order_id is null and m.message_id = s.token_message_id""")
     # A product named by handle or name (platform exports) becomes the shop's sku.
-    # Skus the shop sold come by the order_items sku index; only names/handles that are not skus need the
-    # slug of every order line, so that scan runs only when a batch has one.
-    conn.exec_driver_sql(
-        "create temporary table known_products on commit drop as select distinct on (sku) sku, "
-        + _PRODUCT_SLUG.format("product_name") + " as slug from smarketing.order_items "
-        "where sku in (select sku from stage_reviews) order by sku")
+    # Skus the shop sold come by the order_items sku index, one line per distinct sku of the batch (a
+    # best-seller has a line per order: reading them all grew with history); only names/handles that are
+    # not skus need the slug of every order line, so that scan runs only when a batch has one.
+    with _index_scans_only(conn):
+        conn.exec_driver_sql(f"create temporary table known_products on commit drop as {KNOWN_SKUS_SQL}")
     if conn.exec_driver_sql(
             "select exists (select 1 from stage_reviews s where s.sku is not null "
             "and not exists (select 1 from known_products p where p.sku = s.sku))").scalar():

@@ -141,3 +141,16 @@ def test_erasure_removes_the_persons_review_signals(warehouse):
     result = erase_customer(warehouse, requested_at=datetime(2026, 11, 22, tzinfo=UTC), customer_id="c1")
     assert result.rows_deleted["smarketing.review_signals"] == 1
     assert set(_signals(warehouse)) == {"r2"}
+
+
+def test_repeated_reviews_get_the_signals_each_would_get_alone():
+    """Reviews identical in stars, text, quote wish and language share one computation, never a wrong answer."""
+    rows = [("a", 5, None, "Good.", True), ("b", 5, None, "Good.", True), ("c", 3, None, "Good.", True),
+            ("d", 5, None, "Good.", False), ("e", 5, "Nice", "Good.", True), ("f", 5, None, "Good.", True, "en"),
+            ("g", 4, None, "Gute Qualität, schnelle Lieferung, gerne wieder.", True, "de"),
+            ("h", 4, None, "Gute Qualität, schnelle Lieferung, gerne wieder.", True),
+            ("i", 5, "Love it", "Call me on +49 170 1234567. Best tee I own, honestly.", True),
+            ("j", 5, "Love it", "Call me on +49 170 1234567. Best tee I own, honestly.", True)]
+    together = review_signals(rows)
+    assert together == [review_signals([row])[0] for row in rows]
+    assert [s.review_id for s in together] == list("abcdefghij")

@@ -86,3 +86,61 @@ def test_a_response_later_than_the_run_is_rejected_if_a_source_delivers_it():
     assert list(checked.clean["review_id"]) == ["now"]
     assert [(row, rule) for row, rule, _ in checked.rejects] == [(1, "future_created_at")]
     assert checked.max_change == datetime(2026, 5, 31, 10, tzinfo=UTC)  # the watermark never jumps ahead
+
+
+UNPACK_TEXTS = ["Great quality, fast delivery!", "Sehr gute Qualität, schnelle Lieferung, gerne wieder.",
+                "C'est un très bon produit, je le recommande.", "Muy buen producto", "Good.", "ok", "",
+                "Отличный товар, быстрая доставка", "12345", "ciao bella roba davvero"]
+
+
+def test_unpacked_language_models_answer_exactly_as_the_packaged_ones(tmp_path):
+    """The copies a run loads in milliseconds are the packaged models: same languages, scores and probabilities."""
+    import langdetect.detector_factory as factory
+    from py3langid.langid import _load_identifier
+
+    from smarketing_tasks.responses.text import _unpacked_identifier, _unpacked_profiles
+
+    packaged = _load_identifier(norm_probs=True)
+    unpacked, from_copy = _unpacked_identifier(tmp_path), _unpacked_identifier(tmp_path)
+    for text in UNPACK_TEXTS:
+        assert unpacked.classify(text) == from_copy.classify(text) == packaged.classify(text), text
+
+    profiles = factory.DetectorFactory()
+    profiles.load_profile(factory.PROFILES_DIRECTORY)
+    _unpacked_profiles(tmp_path)
+    copy = _unpacked_profiles(tmp_path)
+    assert copy.langlist == profiles.langlist
+    assert set(copy.word_lang_prob_map) == set(profiles.word_lang_prob_map)
+    assert all(copy.word_lang_prob_map[w] == p for w, p in profiles.word_lang_prob_map.items())
+    factory.DetectorFactory.seed = 0
+    for text in [t for t in UNPACK_TEXTS if len(t) > 5 and not t.isdigit()]:  # langdetect finds features in these
+        answers = []
+        for source in (profiles, copy):
+            detector = source.create()
+            detector.append(text)
+            answers.append([(found.lang, found.prob) for found in detector.get_probabilities()])
+        assert answers[0] == answers[1], text
+    # Each copy is published whole (no half-written scratch folder is left behind).
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["langdetect", "py3langid"]
+    assert all((p / "complete").exists() for p in tmp_path.iterdir())
+
+
+def test_a_damaged_copy_is_refused_and_an_unwritable_cache_falls_back_to_the_packaged_model(tmp_path, monkeypatch):
+    import numpy as np
+
+    import smarketing_tasks.responses.text as text
+
+    text._unpacked_profiles(tmp_path)
+    (folder,) = tmp_path.iterdir()
+    np.save(folder / "probabilities.npy", np.zeros((3, 55)))  # as if cut short
+    with pytest.raises(ValueError, match="damaged"):
+        text._unpacked_profiles(tmp_path)
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(text, "_model_cache_dir", lambda: blocker / "cache")  # cannot be created
+    text._fast_identifier.cache_clear()
+    try:
+        assert text._fast_identifier().classify("Sehr gute Qualität, schnelle Lieferung, gerne wieder.")[0] == "de"
+    finally:
+        text._fast_identifier.cache_clear()
