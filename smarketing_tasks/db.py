@@ -38,14 +38,22 @@ def database_name(url: str) -> str:
 
 
 def ensure_database(admin_url: str, name: str) -> bool:
-    """Create database ``name`` on the server of ``admin_url`` if it is missing; True when created."""
+    """Create database ``name`` on the server of ``admin_url`` if it is missing; True when created.
+
+    Text sorts bytewise (collation C; character classes stay the server's): keys are compared with memcmp
+    instead of the C library's strcoll, which makes primary keys, index builds, sorts and merge joins on
+    ids cheaper; for UTF-8 it is the same order as C.UTF-8. A server that refuses it (another default
+    locale provider) gets its default collation."""
     engine = make_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             exists = conn.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": name}).scalar()
             if exists:
                 return False
-            conn.exec_driver_sql(f'create database "{name}"')
+            try:
+                conn.exec_driver_sql(f'create database "{name}" template template0 lc_collate \'C\'')
+            except sa.exc.DBAPIError:
+                conn.exec_driver_sql(f'create database "{name}"')
             return True
     finally:
         engine.dispose()
