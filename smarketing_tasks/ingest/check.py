@@ -128,10 +128,9 @@ def check_landed(conn: sa.Connection, dataset: str, until: datetime,
         conn.execute(sa.text(_rule_rejects_sql(dataset)), {"until_text": until.isoformat()})
     if clean > 1:
         _set_duplicates_aside(conn, dataset)
-    rejected, skipped = conn.exec_driver_sql(
-        f"select (select count(distinct _row) from rejects_{dataset}), (select count(*) from skipped_{dataset})").one()
-    conflicting = conn.exec_driver_sql(
-        f"select count(distinct _row) from rejects_{dataset} where rule = 'conflicting_duplicate'").scalar()
+    rejected, conflicting, skipped = conn.exec_driver_sql(
+        f"select count(distinct _row), count(distinct _row) filter (where rule = 'conflicting_duplicate'), "
+        f"(select count(*) from skipped_{dataset}) from rejects_{dataset}").one()
     return CheckedWindow(int(landed), int(clean) - int(skipped) - int(conflicting), int(rejected), max_change)
 
 

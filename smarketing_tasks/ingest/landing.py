@@ -114,10 +114,12 @@ def land_frames(conn: sa.Connection, dataset: str, frames: Iterable[pd.DataFrame
 def _mark_nul_bytes(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """PostgreSQL text cannot hold NUL: keep each one visible as ``\\u0000`` and list the columns that had one,
     so the ``nul_byte`` rule can quarantine the row."""
-    from smarketing_tasks.ingest.validate import storable_text
+    import pandas as pd
+
+    from smarketing_tasks.frame_rules import storable_text
 
     out = frame.copy(deep=False)
-    found: dict[str, object] = {}
+    found: dict[str, pd.Series] = {}
     for column in columns:
         if column not in out.columns:
             continue
@@ -130,10 +132,10 @@ def _mark_nul_bytes(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFra
         if name in out.columns:
             out[name] = out[name].map(lambda v: storable_text(v) if isinstance(v, str) else v)
     if found:
-        marks = [
-            "{" + ",".join(c for c, mask in found.items() if mask.iloc[i]) + "}" if any(m.iloc[i] for m in found.values())
-            else None
-            for i in range(len(out))
-        ]
+        masks = pd.DataFrame(found)
+        marked = masks.any(axis=1)
+        marks = pd.Series(None, index=out.index, dtype=object)
+        # A text[] literal per marked row only: column names are plain identifiers, so no quoting is needed.
+        marks[marked] = masks[marked].apply(lambda row: "{" + ",".join(row.index[row]) + "}", axis=1)
         out[NUL_COLUMNS] = marks
     return out

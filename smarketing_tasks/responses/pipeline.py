@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from smarketing_tasks.db import copy_frame
+from smarketing_tasks.frame_rules import reject_frame
 from smarketing_tasks.ingest.pipeline import IngestResult, finish_run, quarantine_rows, read_watermark
-from smarketing_tasks.ingest.validate import _reject_frame
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.validate import validate_responses
 from smarketing_tasks.sources.base import Source, Window
@@ -343,7 +343,7 @@ def ingest_responses(
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
             if dataset == "reviews":
                 signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage)
-            rejects = _reject_frame(dataset, checked.frame, checked.rejects + late)
+            rejects = reject_frame(dataset, checked.frame, checked.rejects + late)
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
             rows_loaded += loaded
         rows_read += len(checked.frame)

@@ -1,6 +1,6 @@
 """Row rules for response data: each row is typed and made safe, or rejected with a readable reason.
 
-The shape rules live here (vectorised over a batch, as in ``smarketing_tasks.ingest.validate``); rules
+The shape rules live here (vectorised over a batch, as in ``smarketing_tasks.frame_rules``); rules
 that need the warehouse (unknown customer, order or sku; a review received twice) run in SQL against
 the staged batch (``smarketing_tasks.responses.pipeline``). Text that is merely unusual — emoji, other
 languages, HTML, SQL fragments — is stored safely as plain text, not rejected.
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from smarketing_tasks.ingest.validate import (
+from smarketing_tasks.frame_rules import (
     EMAIL_PATTERN,
-    _is_blank,
-    _parse_bool,
-    _parse_times,
-    _Problems,
-    _quote,
+    Problems,
+    is_blank,
+    parse_bool,
+    parse_times,
+    quote,
 )
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.sources import response_columns
@@ -71,7 +71,7 @@ def validate_responses(dataset: str, frame: pd.DataFrame, until: datetime, setti
     for column in columns:
         if column not in frame.columns:
             frame[column] = None
-    problems = _Problems(frame)
+    problems = Problems(frame)
     typed = pd.DataFrame(index=frame.index)
 
     if SOURCE_ERROR in frame.columns:
@@ -81,17 +81,17 @@ def validate_responses(dataset: str, frame: pd.DataFrame, until: datetime, setti
         problems.add(text.str.contains("\ufffd", regex=False), "undecodable_text",
                      f"{column} holds bytes that are not valid UTF-8 (a file in mixed encodings?)")
     for column in REQUIRED[dataset]:
-        problems.add(_is_blank(frame[column]), f"missing_{column}", f"{column} is missing")
+        problems.add(is_blank(frame[column]), f"missing_{column}", f"{column} is missing")
     for column in columns:
         if column.endswith("_id"):
             value = frame[column].astype("string").str.strip()
             problems.add(value.str.contains("\x00", regex=False), "nul_byte", f"{column} holds a NUL byte")
-            typed[column] = value.where(~_is_blank(frame[column]), None).astype(object)
+            typed[column] = value.where(~is_blank(frame[column]), None).astype(object)
 
     change = CHANGE_COLUMN[dataset]
-    moment = _parse_times(frame[change])
+    moment = parse_times(frame[change])
     problems.add(frame[change].notna() & moment.isna(), f"bad_timestamp_{change}",
-                 f"{change} is not an ISO 8601 timestamp: " + _quote(frame[change]))
+                 f"{change} is not an ISO 8601 timestamp: " + quote(frame[change]))
     problems.add(moment > pd.Timestamp(until), f"future_{change}",
                  f"{change} is later than the run's time {until.isoformat()}")
     typed[change] = moment
@@ -140,18 +140,18 @@ def _token_claims(tokens: pd.Series, moments: pd.Series, purpose: Purpose, keys:
     return ids, problems
 
 
-def _review_rules(frame, typed, problems: _Problems, settings: ResponsesSettings, keys: list[bytes]) -> None:
+def _review_rules(frame, typed, problems: Problems, settings: ResponsesSettings, keys: list[bytes]) -> None:
     import pandas as pd
 
     rating = pd.to_numeric(frame["rating"].astype("string").str.strip(), errors="coerce")
     problems.add(frame["rating"].notna() & (rating.isna() | (rating != rating.round())), "bad_rating",
-                 "rating is not a whole number of stars: " + _quote(frame["rating"]))
+                 "rating is not a whole number of stars: " + quote(frame["rating"]))
     problems.add((rating == rating.round()) & ((rating < 1) | (rating > 5)), "rating_out_of_range",
-                 "rating is outside 1-5: " + _quote(frame["rating"]))
+                 "rating is outside 1-5: " + quote(frame["rating"]))
     typed["rating"] = rating.where((rating == rating.round()) & rating.between(1, 5)).astype("Int64")
     for column in ("consent_to_publish", "incentivized"):
-        values, invalid = _parse_bool(frame[column])
-        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: " + _quote(frame[column]))
+        values, invalid = parse_bool(frame[column])
+        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: " + quote(frame[column]))
         typed[column] = values
     _text_rules(frame, typed, problems, settings, ("title", "body"))
 
@@ -159,7 +159,7 @@ def _review_rules(frame, typed, problems: _Problems, settings: ResponsesSettings
     problems.add(moderation == "spam", "marked_spam", "the review platform marked this review as spam")
     email = frame["reviewer_email"].astype("string").str.strip().str.lower()
     typed["reviewer_email"] = email.where(email.str.fullmatch(EMAIL_PATTERN).fillna(False), None).astype(object)
-    typed["sku"] = frame["sku"].astype("string").str.strip().where(~_is_blank(frame["sku"]), None).astype(object)
+    typed["sku"] = frame["sku"].astype("string").str.strip().where(~is_blank(frame["sku"]), None).astype(object)
 
     given = frame["language"].astype("string").str.strip().str.lower().str.slice(0, 2)
     given = _objects(given.where(given.str.fullmatch(LANGUAGE_CODE).fillna(False), None))
@@ -180,22 +180,22 @@ def _review_rules(frame, typed, problems: _Problems, settings: ResponsesSettings
     typed["token_message_id"] = pd.Series(ids, index=frame.index, dtype=object)
 
 
-def _post_rules(frame, typed, problems: _Problems, settings: ResponsesSettings, keys: list[bytes]) -> None:
+def _post_rules(frame, typed, problems: Problems, settings: ResponsesSettings, keys: list[bytes]) -> None:
     import pandas as pd
 
     followers = pd.to_numeric(frame["followers"].astype("string").str.strip(), errors="coerce")
     problems.add(frame["followers"].notna() & (followers.isna() | (followers != followers.round())),
-                 "bad_followers", "followers is not a whole number: " + _quote(frame["followers"]))
-    problems.add(followers < 0, "negative_followers", "followers is negative: " + _quote(frame["followers"]))
+                 "bad_followers", "followers is not a whole number: " + quote(frame["followers"]))
+    problems.add(followers < 0, "negative_followers", "followers is negative: " + quote(frame["followers"]))
     problems.add(followers > 2_000_000_000, "implausible_followers",
-                 "followers is more than the largest account on any platform: " + _quote(frame["followers"]))
+                 "followers is more than the largest account on any platform: " + quote(frame["followers"]))
     typed["followers"] = followers.where((followers == followers.round()) & followers.between(0, 2_000_000_000)
                                          ).astype("Int64")
     platform = frame["platform"].astype("string").str.strip().str.lower()
     typed["platform"] = platform.astype(object)
     url = frame["url"].astype("string").str.strip()
     problems.add(url.notna() & (url != "") & ~url.str.fullmatch(URL_PATTERN).fillna(False), "bad_url",
-                 "url is not an http(s) address: " + _quote(frame["url"]))
+                 "url is not an http(s) address: " + quote(frame["url"]))
     typed["url"] = url.where(url != "", None).astype(object)
     typed["author_handle"] = frame["author_handle"].map(
         lambda v: None if v is None or v != v else clean_text(str(v))[:200] if clean_text(str(v)) else None)
@@ -219,19 +219,19 @@ def _post_rules(frame, typed, problems: _Problems, settings: ResponsesSettings, 
     typed["token_message_id"] = pd.Series(ids, index=frame.index, dtype=object)
 
 
-def _event_rules(frame, typed, problems: _Problems, settings: ResponsesSettings) -> None:
+def _event_rules(frame, typed, problems: Problems, settings: ResponsesSettings) -> None:
     import pandas as pd
 
     name = frame["event_type"].astype("string").str.strip().str.lower().str.replace(r"[\s-]+", "_", regex=True)
     known = name.isin(list(EVENT_ALIASES))
     problems.add(frame["event_type"].notna() & ~known, "unknown_event_type",
-                 "event_type is not one of unsubscribe|bounce|complaint|open|click: " + _quote(frame["event_type"]))
+                 "event_type is not one of unsubscribe|bounce|complaint|open|click: " + quote(frame["event_type"]))
     typed["event_type"] = name.map(lambda v: EVENT_ALIASES.get(v, (None, None))[0] if v is not pd.NA else None
                                    ).astype(object)
     implied = name.map(lambda v: EVENT_ALIASES.get(v, (None, None))[1] if v is not pd.NA else None).astype(object)
     bounce = frame["bounce_type"].astype("string").str.strip().str.lower()
     problems.add(bounce.notna() & (bounce != "") & ~bounce.isin(("hard", "soft")), "bad_bounce_type",
-                 "bounce_type is not hard or soft: " + _quote(frame["bounce_type"]))
+                 "bounce_type is not hard or soft: " + quote(frame["bounce_type"]))
     bounce = bounce.where(bounce.isin(("hard", "soft")), None).astype(object)
     bounce = bounce.where(bounce.notna(), implied)
     untyped = "hard" if settings.untyped_bounce_is_hard else "soft"
@@ -241,14 +241,14 @@ def _event_rules(frame, typed, problems: _Problems, settings: ResponsesSettings)
     email = frame["email"].astype("string").str.strip().str.lower()
     has_email = email.notna() & (email != "")
     problems.add(has_email & ~email.str.fullmatch(EMAIL_PATTERN).fillna(False), "malformed_email",
-                 "email is not a well-formed address: " + _quote(frame["email"]))
+                 "email is not a well-formed address: " + quote(frame["email"]))
     typed["email"] = email.where(has_email, None).astype(object)
     phone = frame["phone"].astype("string").str.replace(r"[^\d+]", "", regex=True)
     typed["phone"] = phone.where(phone.str.len() >= 6, None).astype(object)
     problems.add(~has_email & typed["phone"].isna(), "missing_contact", "the event names neither an email nor a phone")
     channel = frame["channel"].astype("string").str.strip().str.lower().fillna("email")
     problems.add(~channel.isin(("email", "sms", "webhook")), "unknown_channel",
-                 "channel is not email, sms or webhook: " + _quote(frame["channel"]))
+                 "channel is not email, sms or webhook: " + quote(frame["channel"]))
     typed["channel"] = channel.astype(object)
 
 
@@ -261,7 +261,7 @@ def _objects(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), None)
 
 
-def _split(dataset: str, frame: pd.DataFrame, typed: pd.DataFrame, problems: _Problems):
+def _split(dataset: str, frame: pd.DataFrame, typed: pd.DataFrame, problems: Problems):
     """Clean typed rows (with ``_row``) and (row, rule, reason) records; duplicates of a key handled here."""
     import pandas as pd
 

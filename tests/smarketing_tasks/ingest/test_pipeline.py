@@ -229,9 +229,10 @@ def test_nul_bytes_are_quarantined_visibly_instead_of_failing_the_batch(tmp_path
                             until=datetime(2026, 2, 1, tzinfo=UTC), run_id="r1")
     assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
     with warehouse.connect() as conn:
-        key, rule, name = conn.execute(sa.text(
-            "select record_key, rule, raw->>'first_name' from smarketing.quarantine")).one()
+        key, rule, name, reason = conn.execute(sa.text(
+            "select record_key, rule, raw->>'first_name', reason from smarketing.quarantine")).one()
     assert (key, rule, name) == ("C2\\u0000", "nul_byte", "Bo\\u0000b")
+    assert reason == "customer_id and first_name holds a NUL byte"  # every column with one, only this row
 
 
 def test_a_database_source_streams_by_copy_and_files_land_in_batches(shop, warehouse, tmp_path):

@@ -1,8 +1,8 @@
 """Vectorised row-rule helpers over text DataFrames, for stages whose rules run in Python (responses).
 
-Purchase ingestion runs its rules in SQL where the rows land (``rules.py``); the helpers here serve data
-that needs Python anyway (language detection, signed tokens). Each rule has a stable name (``rule``) for
-grouping in the quarantine table and a sentence for people (``reason``).
+Purchase ingestion runs its rules in SQL where the rows land (``ingest/rules.py``); these helpers serve
+data that needs Python anyway (language detection, signed tokens). Each rule has a stable name (``rule``)
+for grouping in the quarantine table and a sentence for people (``reason``).
 """
 
 from __future__ import annotations
@@ -11,19 +11,20 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
+from smarketing_tasks.ingest.rules import EMAIL_PATTERN, FALSE_WORDS, TRUE_WORDS
 from smarketing_tasks.schema import KEY_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
-from smarketing_tasks.ingest.rules import EMAIL_PATTERN, FALSE_WORDS, TRUE_WORDS
 
 _TRUE = set(TRUE_WORDS)
 _FALSE = set(FALSE_WORDS)
 
-__all__ = ["EMAIL_PATTERN", "storable_text"]
+__all__ = ["EMAIL_PATTERN", "Problems", "is_blank", "parse_bool", "parse_times", "quote", "reject_frame",
+           "storable_text"]
 
 
-class _Problems:
+class Problems:
     """Collects (row mask, rule, reason) triples for one batch."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -34,21 +35,21 @@ class _Problems:
         """Record ``rule`` for rows in ``mask``; ``value``, if given, is quoted after the reason (failing rows only)."""
         mask = mask.fillna(False).astype(bool)
         if mask.any():
-            self.found.append((mask, rule, reason if value is None else reason + _quote(value[mask])))
+            self.found.append((mask, rule, reason if value is None else reason + quote(value[mask])))
 
 
-def _is_blank(values: pd.Series) -> pd.Series:
+def is_blank(values: pd.Series) -> pd.Series:
     as_text = values.astype("string")
     return as_text.isna() | (as_text.str.len() == 0) | as_text.str.isspace()
 
 
-def _parse_times(values: pd.Series) -> pd.Series:
+def parse_times(values: pd.Series) -> pd.Series:
     import pandas as pd
 
     return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
 
 
-def _parse_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def parse_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     lowered = values.astype("string").str.strip().str.lower()
     truthy = lowered.isin(_TRUE)
     falsy = lowered.isin(_FALSE)
@@ -56,7 +57,7 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return truthy.fillna(False).astype(bool), invalid
 
 
-def _quote(values: pd.Series) -> pd.Series:
+def quote(values: pd.Series) -> pd.Series:
     return "'" + values.astype("string").str.slice(0, 200).fillna("") + "'"
 
 
@@ -65,7 +66,7 @@ def storable_text(text: str) -> str:
     return text.replace("\x00", "\\u0000")
 
 
-def _reject_frame(dataset: str, frame: pd.DataFrame, records: list[tuple[int, str, str]]) -> pd.DataFrame:
+def reject_frame(dataset: str, frame: pd.DataFrame, records: list[tuple[int, str, str]]) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
