@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 PROGRESS_EVERY_ROWS = 500_000
+COPY_CHUNK_BYTES = 1 << 20
 RAW_LINE = "_raw_line"
 NUL_COLUMNS = "_nul_columns"
 
@@ -72,24 +73,37 @@ REPLACEMENT_CHARACTER = "\ufffd".encode()
 def land_copy(conn: sa.Connection, source: CopySource, dataset: str, window: Window,
               progress: Progress) -> CopyLanding:
     """Stream the source's COPY output into the landing table, looking for U+FFFD on the way (a byte
-    search, far cheaper than the same test per row in SQL)."""
+    search, far cheaper than the same test per row in SQL).
+
+    The source sends one message per row; they are passed on in chunks of ``COPY_CHUNK_BYTES``, which
+    halves the Python time per row of a write per message."""
     from smarketing_tasks.db import raw_cursor
 
     table = landing_table(dataset)
     column_list = ", ".join(SOURCE_COLUMNS[dataset])
     rows = reported = 0
     replacement = False
-    tail = b""  # the end of the previous block, in case a character straddles two blocks
+    tail = b""  # the end of the previous chunk, in case a character straddles two chunks
+    chunk = bytearray()
     with raw_cursor(conn) as cur, cur.copy(f"copy {table} ({column_list}) from stdin with (encoding 'UTF8')") as copy:
+
+        def flush() -> None:
+            nonlocal rows, replacement, tail
+            copy.write(bytes(chunk))  # a copy: a queued writer may still hold it when the chunk is reused
+            replacement = replacement or REPLACEMENT_CHARACTER in tail + chunk[:2] or REPLACEMENT_CHARACTER in chunk
+            tail = bytes(chunk[-2:])
+            rows += chunk.count(b"\n")  # text COPY escapes newlines inside values, so one line is one row
+            chunk.clear()
+
         for block in source.copy_text(dataset, window):
-            data = block if isinstance(block, bytes) else bytes(block)
-            copy.write(data)
-            replacement = replacement or REPLACEMENT_CHARACTER in tail + data[:2] or REPLACEMENT_CHARACTER in data
-            tail = data[-2:]
-            rows += data.count(b"\n")  # text COPY escapes newlines inside values, so one line is one row
-            if rows - reported >= PROGRESS_EVERY_ROWS:
-                reported = rows
-                progress(f"{dataset}: {rows:,} rows landed")
+            chunk += block
+            if len(chunk) >= COPY_CHUNK_BYTES:
+                flush()
+                if rows - reported >= PROGRESS_EVERY_ROWS:
+                    reported = rows
+                    progress(f"{dataset}: {rows:,} rows landed")
+        if chunk:
+            flush()
     return CopyLanding(rows, replacement)
 
 
