@@ -207,7 +207,7 @@ _REMINDERS = _candidates_insert(f"""
 _SHARE_ASKS = _candidates_insert(f"""
     select h.customer_id, h.order_id, 'share_ask'::text as kind, 1 as step, h.ask_at,
            {_CHANNEL} as channel, {_RECIPIENT_COLUMNS}, false as order_closed
-    from (
+    from (select * from (
         select distinct on (customer_id) customer_id, order_id, ask_at from (
             select rv.customer_id, rv.order_id, rv.created_at + make_interval(days => :share_delay) as ask_at,
                    'review' as kind_source, rv.created_at as review_at
@@ -220,16 +220,23 @@ _SHARE_ASKS = _candidates_insert(f"""
             union all
             select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
                 -- nth: the order's place among the customer's delivered, open orders by (delivered_at, order_id),
-                -- counted for the orders of this window only (by index) rather than ranked over all orders
-                select o.customer_id, o.order_id,
-                       o.delivered_at + make_interval(days => :review_delay + :share_delay) as ask_at,
+                -- counted for the orders whose ask is due only (by index) rather than ranked over all orders
+                select o.customer_id, o.order_id, o.ask_at,
                        (select count(*) from smarketing.orders p
                         where p.customer_id = o.customer_id and p.status = 'delivered' and p.delivered_at is not null
                           and not {_order_closed("p")}
                           and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
-                from smarketing.orders o
-                where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
-                  and {_in_window("o.delivered_at", ":review_delay + :share_delay")}
+                from (
+                    select o.customer_id, o.order_id, o.delivered_at, t.ask_at
+                    from smarketing.orders o
+                    cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                        as ask_at) t
+                    where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
+                      and {_in_window("o.delivered_at", ":review_delay + :share_delay")}
+                      and t.ask_at <= :as_of
+                      and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+                    offset 0  -- the exact window first, then the count per order
+                ) o
             ) repeat where nth >= :share_repeat_orders
               -- not a repeat buyer who has just told us they are unhappy
               and not exists (select 1 from smarketing.reviews rv
@@ -239,10 +246,13 @@ _SHARE_ASKS = _candidates_insert(f"""
         where ask_at <= :as_of and ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
           and (kind_source = 'repeat' or review_at > :as_of - make_interval(days => :share_review_window))
         order by customer_id, ask_at desc, order_id
-    ) h
-    {_RECIPIENT.format(alias="h")}
+    ) latest
+    -- asked already (most of the window was planned by earlier runs): dropped before the recipient is read
     where not exists (select 1 from smarketing.outreach_messages m
-                      where m.customer_id = h.customer_id and m.order_id = h.order_id and m.kind = 'share_ask')
+                      where m.customer_id = latest.customer_id and m.order_id = latest.order_id
+                        and m.kind = 'share_ask')
+    offset 0) h
+    {_RECIPIENT.format(alias="h")}
 """, "")
 
 _COOLDOWN = """
