@@ -175,3 +175,39 @@ def test_repeat_buyer_counts_orders_from_before_the_window_but_not_closed_ones(s
     plan_outreach(shop.engine, AS_OF, settings, run_id="t")
     shares = {m.customer_id: m.order_id for m in shop.messages() if m.kind == "share_ask"}
     assert shares == {"three": "t3", "tied": "y3"}
+
+
+def test_share_asks_planned_by_an_earlier_run_are_dropped_before_the_recipient_is_read(shop):
+    """A daily run sees the window's asks again, most of them planned the day before: those cost an outbox
+    probe each, not a look-up of the customer, contacts and suppressions."""
+    due = AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days)
+    with shop.engine.begin() as conn:
+        conn.execute(sa.text("""
+            insert into smarketing.customers (customer_id, accepts_marketing, updated_at, source)
+            select 'rb' || n, true, :t, 'test' from generate_series(1, :n) n
+        """), {"n": OLD, "t": AS_OF})
+        conn.execute(sa.text("""
+            insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at,
+                                           total_amount, currency, updated_at, source)
+            select 'rb' || n || '-' || k, 'rb' || n, d - interval '3 days', 'delivered', d - interval '2 days', d,
+                   10, 'EUR', d, 'test'
+            from generate_series(1, :n) n, generate_series(1, 2) k,
+                 lateral (select case k when 1 then :due - interval '200 days' else :due end as d) x
+        """), {"n": OLD, "due": due})
+        conn.execute(sa.text("""
+            insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind, step,
+                channel, template_variant, status, due_at, expires_at, planned_at)
+            select 'rbm' || n, concat_ws(':', 'rb' || n, 'rb' || n || '-2', 'share_ask', 1), 'rb' || n,
+                   'rb' || n || '-2', 'share_ask', 1, 'email', 'A', 'planned', :due, :due + interval '7 days', :due
+            from generate_series(1, :n) n
+        """), {"n": OLD, "due": AS_OF - timedelta(hours=1)})
+        conn.exec_driver_sql("analyze")
+    shop.customer("new-repeat")
+    shop.order("nr1", "new-repeat", delivered_at=AS_OF - timedelta(days=200))
+    shop.order("nr2", "new-repeat", delivered_at=due)
+    plan = _explain(shop.engine, _SHARE_ASKS)
+    looked_up = rows_read(plan, "customers")
+    assert looked_up <= 10, f"{looked_up} customers looked up for 1 new share ask among {OLD} planned ones"
+    plan_outreach(shop.engine, AS_OF, S, run_id="t")
+    assert {m.customer_id for m in shop.messages() if m.kind == "share_ask" and m.status == "planned"} == {
+        "new-repeat", *(f"rb{n}" for n in range(1, OLD + 1))}  # the earlier ones, and one new
