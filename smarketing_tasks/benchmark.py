@@ -115,6 +115,7 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
 
         result = plan_outreach(warehouse, as_of, OutreachSettings(), run_id=run_id)
         rows = result.planned + result.skipped
+        extra["step_seconds"] = result.step_seconds
     elif stage == "responses":
         from smarketing_tasks.responses import ResponsesSettings, ingest_responses, redeem_referrals
         from smarketing_tasks.responses.sources import shop_response_source

@@ -119,10 +119,16 @@ _RECIPIENT_COLUMNS = """
 
 
 
+# "offset 0" keeps an EXISTS a per-row probe by index: without it PostgreSQL may turn the test into a hash
+# of the whole table (every status change, every review ever written), which costs the history, not the day.
 def _order_closed(alias: str) -> str:
     return f"""({alias}.status in ('returned', 'cancelled') or exists (
     select 1 from smarketing.order_status_history h
-    where h.order_id = {alias}.order_id and h.status in ('returned', 'cancelled')))"""
+    where h.order_id = {alias}.order_id and h.status in ('returned', 'cancelled') offset 0))"""
+
+
+def _reviewed(alias: str) -> str:
+    return f"exists (select 1 from smarketing.reviews rv where rv.order_id = {alias}.order_id offset 0)"
 
 
 _ORDER_CLOSED = _order_closed("o")
@@ -133,6 +139,13 @@ def _since_window(days_before: str) -> str:
     window (by index) instead of the whole history. It keeps a superset of the rows the exact window test
     keeps: one day of slack covers day arithmetic across daylight-saving changes."""
     return f":as_of - make_interval(days => least(:ask_window, :request_ttl) + {days_before} + 1)"
+
+
+def _in_window(column: str, days_before: str) -> str:
+    """``column`` within the planning window moved ``days_before`` earlier, both ends bounded (with a day of
+    slack each) so that an index range reads the window's rows, not also those whose ask is still ahead."""
+    return (f"{column} > {_since_window(days_before)} "
+            f"and {column} <= :as_of - make_interval(days => {days_before} - 1)")
 
 
 def _candidates_insert(select_sql: str, extra_skips: str) -> str:
@@ -156,7 +169,7 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
     select o.customer_id, o.order_id, 'review_request'::text as kind, 1 as step, t.ask_at,
            {_CHANNEL} as channel, {_RECIPIENT_COLUMNS},
            {_ORDER_CLOSED} as order_closed,
-           exists (select 1 from smarketing.reviews rv where rv.order_id = o.order_id) as reviewed
+           {_reviewed("o")} as reviewed
     from smarketing.orders o
     cross join lateral (select coalesce(o.delivered_at + make_interval(days => :review_delay),
                                         o.shipped_at + make_interval(days => :ship_fallback),
@@ -164,9 +177,9 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
     {_RECIPIENT.format(alias="o")}
     where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       -- the same test per branch of ask_at, in a form indexes serve (0016): a day's orders, not a year's
-      and (o.delivered_at > {_since_window(":review_delay")}
-           or (o.delivered_at is null and o.shipped_at > {_since_window(":ship_fallback")})
-           or (o.delivered_at is null and o.shipped_at is null and o.ordered_at > {_since_window(":order_fallback")}))
+      and ({_in_window("o.delivered_at", ":review_delay")}
+           or (o.delivered_at is null and {_in_window("o.shipped_at", ":ship_fallback")})
+           or (o.delivered_at is null and o.shipped_at is null and {_in_window("o.ordered_at", ":order_fallback")}))
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = o.order_id and m.kind = 'review_request')
 """, "when x.reviewed then 'already reviewed'")
@@ -177,12 +190,12 @@ _REMINDERS = _candidates_insert(f"""
     select r.customer_id, r.order_id, 'review_reminder'::text as kind, 2 as step,
            greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) as ask_at, r.channel, {_RECIPIENT_COLUMNS},
            coalesce({_ORDER_CLOSED}, false) as order_closed,
-           exists (select 1 from smarketing.reviews rv where rv.order_id = r.order_id) as reviewed
+           {_reviewed("r")} as reviewed
     from smarketing.outreach_messages r
     left join smarketing.orders o on o.order_id = r.order_id
     {_RECIPIENT.format(alias="r")}
     where r.kind = 'review_request' and r.status = 'sent'
-      and greatest(r.due_at, r.sent_at) > {_since_window(":reminder_delay")}  -- by index (0016)
+      and {_in_window("greatest(r.due_at, r.sent_at)", ":reminder_delay")}  -- by index (0016)
       and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) <= :as_of
       and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       and not exists (select 1 from smarketing.outreach_messages m
@@ -194,7 +207,7 @@ _REMINDERS = _candidates_insert(f"""
 _SHARE_ASKS = _candidates_insert(f"""
     select h.customer_id, h.order_id, 'share_ask'::text as kind, 1 as step, h.ask_at,
            {_CHANNEL} as channel, {_RECIPIENT_COLUMNS}, false as order_closed
-    from (
+    from (select * from (
         select distinct on (customer_id) customer_id, order_id, ask_at from (
             select rv.customer_id, rv.order_id, rv.created_at + make_interval(days => :share_delay) as ask_at,
                    'review' as kind_source, rv.created_at as review_at
@@ -203,20 +216,27 @@ _SHARE_ASKS = _candidates_insert(f"""
                           where s.customer_id = rv.customer_id order by s.score_date desc limit 1) sc on true
             where rv.rating >= :share_min_rating and sc.sentiment >= :share_min_sentiment and not sc.is_lukewarm
               and rv.customer_id is not null and rv.order_id is not null
-              and rv.created_at > {_since_window(":share_delay")}  -- by reviews_created_at_idx
+              and {_in_window("rv.created_at", ":share_delay")}  -- by reviews_created_at_idx
             union all
             select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
                 -- nth: the order's place among the customer's delivered, open orders by (delivered_at, order_id),
-                -- counted for the orders of this window only (by index) rather than ranked over all orders
-                select o.customer_id, o.order_id,
-                       o.delivered_at + make_interval(days => :review_delay + :share_delay) as ask_at,
+                -- counted for the orders whose ask is due only (by index) rather than ranked over all orders
+                select o.customer_id, o.order_id, o.ask_at,
                        (select count(*) from smarketing.orders p
                         where p.customer_id = o.customer_id and p.status = 'delivered' and p.delivered_at is not null
                           and not {_order_closed("p")}
                           and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
-                from smarketing.orders o
-                where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
-                  and o.delivered_at > {_since_window(":review_delay + :share_delay")}
+                from (
+                    select o.customer_id, o.order_id, o.delivered_at, t.ask_at
+                    from smarketing.orders o
+                    cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                        as ask_at) t
+                    where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
+                      and {_in_window("o.delivered_at", ":review_delay + :share_delay")}
+                      and t.ask_at <= :as_of
+                      and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+                    offset 0  -- the exact window first, then the count per order
+                ) o
             ) repeat where nth >= :share_repeat_orders
               -- not a repeat buyer who has just told us they are unhappy
               and not exists (select 1 from smarketing.reviews rv
@@ -226,10 +246,13 @@ _SHARE_ASKS = _candidates_insert(f"""
         where ask_at <= :as_of and ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
           and (kind_source = 'repeat' or review_at > :as_of - make_interval(days => :share_review_window))
         order by customer_id, ask_at desc, order_id
-    ) h
-    {_RECIPIENT.format(alias="h")}
+    ) latest
+    -- asked already (most of the window was planned by earlier runs): dropped before the recipient is read
     where not exists (select 1 from smarketing.outreach_messages m
-                      where m.customer_id = h.customer_id and m.order_id = h.order_id and m.kind = 'share_ask')
+                      where m.customer_id = latest.customer_id and m.order_id = latest.order_id
+                        and m.kind = 'share_ask')
+    offset 0) h
+    {_RECIPIENT.format(alias="h")}
 """, "")
 
 _COOLDOWN = """

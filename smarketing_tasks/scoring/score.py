@@ -56,6 +56,17 @@ def _text(frame: pd.DataFrame, column: str) -> list[str | None]:
     return values.astype(object).where(values.notna(), None).tolist()
 
 
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.zeros(len(frame), bool)
+    return frame[column].fillna(False).astype(bool).to_numpy()
+
+
+def _given_sentiments(signal: np.ndarray, sentiment: np.ndarray) -> list:
+    """For ``analyse_texts``: a stored compound (None: stored as not scored) where a signal exists, else ``...``."""
+    return [(None if v != v else v) if s else ... for s, v in zip(signal.tolist(), sentiment.tolist(), strict=True)]
+
+
 def _alive_and_expected(model: ValueModel, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
                         horizon: float) -> tuple[np.ndarray, np.ndarray]:
     """P(still active) and expected purchases over ``horizon`` (all in the model's time unit)."""
@@ -196,15 +207,16 @@ def feedback(frame: pd.DataFrame, settings: ScoringSettings) -> pd.DataFrame:
     review_text = _text(frame, "review_text")
     nps_comment = _text(frame, "nps_comment")
     texts = [c if u else r for u, c, r in zip(use_nps, nps_comment, review_text, strict=True)]
-    # A review's sentiment is computed once, when it is loaded (smarketing.review_signals); VADER runs here
-    # only for NPS comments and for reviews without a signal yet.
-    signal = ~use_nps & (frame["review_signal"].fillna(False).astype(bool).to_numpy()
-                         if "review_signal" in frame else np.zeros(len(frame), bool))
-    signal_sentiment = _num(frame, "review_sentiment")
-    signal_language = _text(frame, "review_signal_language")
-    given_language = [None if u else (sl if s and sl else lang) for u, s, sl, lang in
+    # A review's sentiment is computed once, when it is loaded (smarketing.review_signals), an NPS comment's
+    # once per distinct text (smarketing.text_signals, attached by the pipeline); VADER runs here only for
+    # texts without a signal.
+    signal = np.where(use_nps, _flag(frame, "nps_signal"), _flag(frame, "review_signal"))
+    signal_sentiment = np.where(use_nps, _num(frame, "nps_signal_sentiment"), _num(frame, "review_sentiment"))
+    signal_language = [n if u else r for u, n, r in zip(use_nps, _text(frame, "nps_signal_language"),
+                                                        _text(frame, "review_signal_language"), strict=True)]
+    given_language = [(sl if s and sl else None) if u else (sl if s and sl else lang) for u, s, sl, lang in
                       zip(use_nps, signal, signal_language, _text(frame, "review_language"), strict=True)]
-    sentiments = [(None if v != v else v) if s else ... for s, v in zip(signal, signal_sentiment.tolist(), strict=True)]
+    sentiments = _given_sentiments(signal, signal_sentiment)
     analysed = analyse_texts(texts, rules, given_language, sentiments)
     compound = analysed["compound"].to_numpy()
     scored = analysed["scored"].to_numpy()
@@ -242,7 +254,11 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     weights = settings.weights()
     fb = feedback(frame, settings)
     value = value_estimates(frame, model, settings)
-    posts = analyse_texts(_text(frame, "post_text"), settings.text_rules(), _text(frame, "post_language"))
+    post_signal = _flag(frame, "post_signal")
+    post_language = [sl if s else lang for s, sl, lang in
+                     zip(post_signal, _text(frame, "post_signal_language"), _text(frame, "post_language"), strict=True)]
+    posts = analyse_texts(_text(frame, "post_text"), settings.text_rules(), post_language,
+                          _given_sentiments(post_signal, _num(frame, "post_signal_sentiment")))
 
     orders = np.nan_to_num(_num(frame, "orders_count"), nan=0.0)
     reviews = np.nan_to_num(_num(frame, "reviews_count"), nan=0.0)

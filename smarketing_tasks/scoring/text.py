@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -152,6 +152,19 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
         rows.append(hit)
     frame = pd.DataFrame(rows, columns=["language", "scored", "compound", "faint", "words"])
     return frame.astype({"scored": "bool", "compound": "float64", "faint": "bool", "words": "int64"})
+
+
+# What computed a stored text signal (smarketing.text_signals): change it when detection or VADER change,
+# and stored signals are recomputed instead of read.
+SIGNAL_METHOD = "scoring-text-1"
+
+
+def text_signals(texts: Sequence[str]) -> list[tuple[str, float | None]]:
+    """(language, VADER compound or None when not English) per text: the part of ``analyse_texts`` worth
+    storing (the detector and VADER), from which it gives the same answer when passed back as given."""
+    analysed = analyse_texts(texts)
+    return [(language, float(compound) if scored else None) for language, scored, compound in
+            zip(analysed["language"], analysed["scored"], analysed["compound"], strict=True)]
 
 
 def _analyse_one(stripped: str, given: str | None, sentiment, rules: TextRules) -> tuple[str, bool, float, bool, int]:

@@ -205,3 +205,44 @@ def test_no_segment_change_before_the_boundary(weight_value):
         for row in (0, 1):
             if step < days[row]:
                 assert segments[row] == scored.loc[row, "segment"], (row, step)
+
+
+def test_post_and_nps_texts_are_analysed_once_and_read_back_the_same(warehouse, monkeypatch):
+    """A normal day's customers mostly said things already analysed (their post did not change, or others used
+    the same words): their language and sentiment come from smarketing.text_signals, and equal a fresh analysis."""
+    from smarketing_tasks.scoring import text
+
+    _seed(warehouse)
+    run_all(warehouse, NOW, STEADY, say=_quiet)
+    with warehouse.connect() as conn:
+        stored = dict(conn.execute(sa.text("select language, sentiment from smarketing.text_signals")).all())
+    assert set(stored) == {"en"} and len(stored) == 1  # "My new favourite kettle!" and "fine": English
+    t = NOW + timedelta(hours=6)
+    with warehouse.begin() as conn:  # the same words again, from other customers; c4 (who said "fine") orders
+        conn.execute(sa.text(
+            "insert into smarketing.social_posts (post_id, platform, customer_id, body, followers, posted_at, source) "
+            "values ('p2', 'instagram', 'c21', '  My new favourite kettle!', 10, :t, 't')"), {"t": t})
+        conn.execute(sa.text(
+            "insert into smarketing.nps_answers (answer_id, customer_id, score, comment, answered_at, source) "
+            "values ('n2', 'c22', 8, 'fine', :t, 't')"), {"t": t})
+        conn.execute(sa.text(
+            "insert into smarketing.orders (order_id, customer_id, ordered_at, status, total_amount, currency, "
+            "updated_at, source) values ('o4-new', 'c4', :t, 'placed', 70, 'EUR', :t, 't')"), {"t": t})
+
+    def not_again(*_args, **_kwargs):
+        raise AssertionError("a text with a stored signal was analysed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(text, "detect_language", not_again)
+        patch.setattr(text, "_analyzer", not_again)
+        summary = run_all(warehouse, DAY2, STEADY, say=_quiet)
+    incremental = _rows(warehouse, DAY2.date())
+    assert summary["mode"] == "incremental" and set(incremental.index) == {"c4", "c7", "c21", "c22"}  # c7: an order dated day 2
+    assert incremental.loc["c22", "segment"] == "lukewarm"  # NPS 8 with a faint "fine", from the stored signal
+
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("delete from smarketing.text_signals")
+    run_all(warehouse, DAY2, STEADY, say=_quiet, full=True)  # everything analysed afresh
+    fresh = _rows(warehouse, DAY2.date())
+    # none of these customers has a rating: the column comes back as None here, NaN among everyone
+    pd.testing.assert_frame_equal(incremental.astype({"last_rating": "float64"}), fresh.loc[incremental.index])
