@@ -106,10 +106,12 @@ def _keys(dataset: str) -> str:
 
 
 def check_landed(conn: sa.Connection, dataset: str, until: datetime,
-                 cannot_break: frozenset[str] = frozenset()) -> CheckedWindow:
+                 cannot_break: frozenset[str] = frozenset(), settle_duplicates: bool = True) -> CheckedWindow:
     """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later).
 
-    ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out."""
+    ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out.
+    ``settle_duplicates=False`` leaves rows sharing a key for later (``settle_duplicate_keys``): a load into
+    an empty table learns from its primary key, for free, whether there are any."""
     import sqlalchemy as sa
 
     if dataset == "customers":
@@ -126,12 +128,19 @@ def check_landed(conn: sa.Connection, dataset: str, until: datetime,
         f"max({change}) filter (where {change} <= :until) from checked_{dataset}"), {"until": until}).one()
     if landed > clean:
         conn.execute(sa.text(_rule_rejects_sql(dataset)), {"until_text": until.isoformat()})
-    if clean > 1:
+    checked = CheckedWindow(int(landed), int(clean), int(landed) - int(clean), max_change)
+    return settle_duplicate_keys(conn, dataset, checked) if settle_duplicates else checked
+
+
+def settle_duplicate_keys(conn: sa.Connection, dataset: str, checked: CheckedWindow) -> CheckedWindow:
+    """Set aside older versions and identical copies, quarantine conflicting versions (see
+    ``_set_duplicates_aside``); returns ``checked`` with the rows left to load and the rows rejected."""
+    if checked.rows_clean > 1:
         _set_duplicates_aside(conn, dataset)
-    rejected, conflicting, skipped = conn.exec_driver_sql(
-        f"select count(distinct _row), count(distinct _row) filter (where rule = 'conflicting_duplicate'), "
-        f"(select count(*) from skipped_{dataset}) from rejects_{dataset}").one()
-    return CheckedWindow(int(landed), int(clean) - int(skipped) - int(conflicting), int(rejected), max_change)
+    rejected, skipped = conn.exec_driver_sql(
+        f"select count(distinct _row), (select count(*) from skipped_{dataset}) from rejects_{dataset}").one()
+    # skipped_ holds the conflicting versions too (they are quarantined, not loaded)
+    return CheckedWindow(checked.rows_landed, checked.rows_clean - int(skipped), int(rejected), checked.max_change)
 
 
 def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str]) -> None:

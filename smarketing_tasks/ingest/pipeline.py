@@ -20,6 +20,7 @@ from smarketing_tasks.sources.base import Source, Window
 if TYPE_CHECKING:
     import pandas as pd
 
+    from smarketing_tasks.ingest.check import CheckedWindow
     from smarketing_tasks.ingest.landing import CopyLanding
 
 Progress = Callable[[str], None]
@@ -169,6 +170,9 @@ def defer_indexes_if_empty(warehouse: sa.Engine, dataset: str) -> list[str]:
     return deferred
 
 
+REBUILD_MAINTENANCE_WORK_MEM = "256MB"
+
+
 def rebuild_deferred_indexes(warehouse: sa.Engine, tables: list[str] | None = None) -> list[str]:
     """Recreate indexes recorded in smarketing.deferred_indexes (all, or those of ``tables``)."""
     rebuilt = []
@@ -181,6 +185,8 @@ def rebuild_deferred_indexes(warehouse: sa.Engine, tables: list[str] | None = No
         with warehouse.begin() as conn:
             exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"smarketing.{name}"}).scalar()
             if exists is None:
+                # Enough sort memory for PostgreSQL to build with parallel workers when cores are free.
+                conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
                 conn.exec_driver_sql(definition)
             conn.execute(sa.text("delete from smarketing.deferred_indexes where index_name = :n"), {"n": name})
         rebuilt.append(name)
@@ -259,15 +265,14 @@ def ingest_dataset(
         else:
             landed, cannot_break = copied.rows, copied.rules_it_cannot_break()
         progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
-        checked = check_landed(conn, dataset, until, cannot_break)
-        rows_quarantined = _quarantine_landed(conn, dataset, source.name, run_id) if checked.rows_rejected else 0
         into_empty = _lock_if_empty(conn, dataset)
-        # A first load checks foreign keys once, set-based, instead of one lookup per row.
-        foreign_keys = _drop_foreign_keys(conn, dataset) if into_empty else []
-        for statement in _upsert_sql(dataset, source.name, into_empty=into_empty):
-            conn.exec_driver_sql(statement)
-        for table, name, definition in foreign_keys:
-            conn.exec_driver_sql(f"alter table {table} add constraint {name} {definition}")
+        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty)
+        if into_empty:
+            checked = _load_into_empty(conn, dataset, source.name, checked)
+        else:
+            for statement in _upsert_sql(dataset, source.name):
+                conn.exec_driver_sql(statement)
+        rows_quarantined = _quarantine_landed(conn, dataset, source.name, run_id) if checked.rows_rejected else 0
     if deferred:
         rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
         with warehouse.begin() as conn:  # statistics now, so the next stages do not plan on an "empty" table
@@ -309,6 +314,33 @@ def _lock_if_empty(conn: sa.Connection, dataset: str) -> bool:
     for table in tables:
         conn.exec_driver_sql(f"lock table {table} in share row exclusive mode")
     return not any(conn.exec_driver_sql(f"select exists (select 1 from {table})").scalar() for table in tables)
+
+
+def _load_into_empty(conn: sa.Connection, dataset: str, source_name: str, checked: CheckedWindow) -> CheckedWindow:
+    """Insert a first load without ON CONFLICT, its foreign keys checked once, set-based, instead of one
+    lookup per row; duplicate keys are not looked for first, because the primary key finds them for free:
+    if it does, the insert is undone and they are settled as on any other run."""
+    import psycopg
+
+    from smarketing_tasks.ingest.check import settle_duplicate_keys
+
+    foreign_keys = _drop_foreign_keys(conn, dataset)
+    savepoint = conn.begin_nested()
+    try:
+        for statement in _upsert_sql(dataset, source_name, into_empty=True):
+            conn.exec_driver_sql(statement)
+    except sa.exc.IntegrityError as error:
+        if not isinstance(error.orig, psycopg.errors.UniqueViolation):
+            raise
+        savepoint.rollback()
+        checked = settle_duplicate_keys(conn, dataset, checked)
+        for statement in _upsert_sql(dataset, source_name, into_empty=True):
+            conn.exec_driver_sql(statement)
+    else:
+        savepoint.commit()
+    for table, name, definition in foreign_keys:
+        conn.exec_driver_sql(f"alter table {table} add constraint {name} {definition}")
+    return checked
 
 
 def _drop_foreign_keys(conn: sa.Connection, dataset: str) -> list[tuple[str, str, str]]:

@@ -353,3 +353,38 @@ def test_a_first_load_keeps_the_contact_foreign_key(shop, warehouse):
         assert conn.execute(sa.text("select email from smarketing.customer_contacts")).scalar() == "c1@example.com"
     with pytest.raises(sa.exc.IntegrityError), warehouse.begin() as conn:
         conn.execute(sa.text("insert into smarketing.customer_contacts (customer_id, updated_at) values ('nobody', now())"))
+
+
+def test_a_first_load_with_duplicate_keys_settles_them_as_any_run_does(shop, warehouse):
+    """A first load inserts without looking for duplicate keys first; when the primary key finds some, the
+    insert is undone and they are settled: the newest version wins, an identical copy collapses, and
+    newest versions that disagree are all quarantined."""
+    later = T0 + timedelta(hours=1)
+    with shop.begin() as conn:
+        _order(conn, "O1", "placed", T0)
+        _order(conn, "O1", "shipped", later, shipped_at=later)  # a newer version of O1
+        _order(conn, "O2", "placed", T0)
+        _order(conn, "O2", "placed", T0)  # an identical copy
+        _order(conn, "O3", "placed", T0, total=10)
+        _order(conn, "O3", "placed", T0, total=11)  # the same moment, different content
+        _order(conn, "O4", "placed", T0)
+    result = ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0 + timedelta(days=1), run_id="r1")
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (7, 3, 2)
+    with warehouse.connect() as conn:
+        loaded = conn.execute(sa.text("select order_id, status from smarketing.orders order by 1")).all()
+        quarantined = conn.execute(sa.text("select record_key, rule from smarketing.quarantine order by 1")).all()
+    assert loaded == [("O1", "shipped"), ("O2", "placed"), ("O4", "placed")]
+    assert quarantined == [("O3", "conflicting_duplicate"), ("O3", "conflicting_duplicate")]
+
+
+def test_a_clean_first_load_never_looks_for_duplicate_keys(shop, warehouse):
+    """Without duplicates the primary key is the only check: no duplicate-key table is built."""
+    with shop.begin() as conn:
+        for n in range(3):
+            _order(conn, f"O{n}", "placed", T0)
+    statements: list[str] = []
+    sa.event.listen(warehouse, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    result = ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=T0 + timedelta(days=1), run_id="r1")
+    assert result.rows_loaded == 3
+    assert not any("duplicate_keys_orders" in s for s in statements)
+    assert any(s.startswith("insert into smarketing.orders") and "on conflict" not in s for s in statements)
