@@ -130,6 +130,12 @@ def _publish(folder: Path, files: dict) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def prepare_langdetect() -> None:
+    """Give langdetect its profiles from the unpacked copy (0.04-0.1 s instead of 0.5 s a process) and seed it;
+    for other modules that call ``langdetect.detect`` themselves."""
+    _detector_ready()
+
+
 @cache
 def _detector_ready() -> bool:
     """Seed langdetect and give it its profiles, from the unpacked copy when there is one (see below)."""

@@ -93,9 +93,11 @@ def detect_language(text: str, min_words_for_detector: int = 3) -> str:
         return "en"
     if len(tokens) < min_words_for_detector:
         return "und"
-    from langdetect import DetectorFactory, LangDetectException, detect
+    from langdetect import LangDetectException, detect
 
-    DetectorFactory.seed = 0  # langdetect is random unless seeded
+    from smarketing_tasks.responses.text import prepare_langdetect
+
+    prepare_langdetect()  # seeded (langdetect is random otherwise), profiles from the unpacked copy
     try:
         return detect(text)
     except LangDetectException:
