@@ -166,12 +166,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_marts(args: argparse.Namespace) -> int:
-    """Rebuild the marts in schema marketing and publish them atomically (what the score DAG does)."""
+    """Bring the marts in schema marketing up to date and publish them atomically (what the score DAG does)."""
     from smarketing_tasks.config import load
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.marts import MartSettings, publish_marts
 
-    result = publish_marts(make_engine(args.url), _when(args.as_of), load(MartSettings, os.environ), progress=say)
+    result = publish_marts(make_engine(args.url), _when(args.as_of), load(MartSettings, os.environ), progress=say,
+                           full=args.full)
     say(", ".join(f"{n:,} {mart}" for mart, n in result["rows"].items()))
     return 0
 
@@ -283,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--horizon-hours", type=float, default=48, help="responses come within this many hours")
     sim.set_defaults(func=cmd_simulate)
 
-    marts = sub.add_parser("publish-marts", help="rebuild the marts (schema marketing) and publish them atomically")
+    marts = sub.add_parser("publish-marts", help="update the marts (schema marketing) and publish them atomically")
     marts.add_argument("--url", required=True, help="PostgreSQL URL of the warehouse")
     marts.add_argument("--as-of", help="the run's logical time: nothing later is counted (ISO, default today)")
+    marts.add_argument("--full", action="store_true",
+                       help="rebuild every mart from the whole history instead of only what changed")
     marts.set_defaults(func=cmd_publish_marts)
 
     rep = sub.add_parser("report", help="write the HTML report from the published marts")

@@ -18,6 +18,9 @@ CONTRACT_MARTS = ("advocates", "follow_ups", "testimonials", "product_feedback",
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _TYPE = re.compile(r"^[a-z ]+(\(\d+(, ?\d+)?\))?$")
 _SQL_FILE = re.compile(r"^[a-z]+_[a-z0-9_]+\.sql$")  # <verb>_<object>.sql
+# How an incremental publish refreshes a mart: the rows of the changed customers (merged into the published
+# table), the rows of the changed days (with the other days copied from the published table), or whole.
+REFRESH_KEYS: dict[str, str | None] = {"customers": "customer_id", "days": "day", "whole": None}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Mart:
     questions: tuple[str, ...]
     example_sql: str
     columns: tuple[Column, ...]
+    refresh: str = "whole"
 
     @property
     def column_names(self) -> list[str]:
@@ -61,7 +65,7 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[Mart]:
         mart = Mart(name=entry["name"], sql_file=entry["sql"], grain=entry["grain"].strip(),
                     key=tuple(entry["key"]), description=" ".join(entry["description"].split()),
                     questions=tuple(entry.get("questions", ())), example_sql=entry.get("example_sql", "").strip(),
-                    columns=columns)
+                    columns=columns, refresh=entry.get("refresh", "whole"))
         _check(mart, path.parent)
         marts.append(mart)
     names = [m.name for m in marts]
@@ -86,5 +90,9 @@ def _check(mart: Mart, directory: Path) -> None:
         if not _IDENTIFIER.match(column.name) or not _TYPE.match(column.type) or not column.description:
             problems.append(f"column {column.name!r} needs a safe name, a plain type and a description")
     problems += [f"key column {k!r} is not a column" for k in mart.key if k not in names]
+    if mart.refresh not in REFRESH_KEYS:
+        problems.append(f"refresh must be one of {sorted(REFRESH_KEYS)}, not {mart.refresh!r}")
+    elif REFRESH_KEYS[mart.refresh] not in (None, *mart.key):
+        problems.append(f"refresh {mart.refresh} needs key column {REFRESH_KEYS[mart.refresh]!r}")
     if problems:
         raise CatalogError(f"mart {mart.name}: " + "; ".join(problems))

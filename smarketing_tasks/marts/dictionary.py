@@ -25,6 +25,8 @@ SETTING_NOTES = {
     "funnel_confidence": "Confidence level of the Wilson intervals in `outreach_funnel` and `outreach_variants`.",
     "testimonial_min_rating": "Lowest star rating of a consented review that may become a testimonial.",
     "quote_max_chars": "Longest testimonial quote, in characters.",
+    "full_rebuild": "Rebuild every mart from the whole history on each publish, not only what changed "
+                    "(`smarketing publish-marts --full` does it once).",
     "publish_lock_timeout_seconds": "How long publishing waits for running BI queries before it gives up "
                                     "(the previous version then stays).",
     "report_recipients": "Comma-separated staff addresses that get the HTML report by email after each scoring "

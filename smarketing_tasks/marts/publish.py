@@ -2,18 +2,30 @@
 
 Write → audit → publish: the marts are built in schema ``marketing_build`` (committed, invisible to BI: the
 read-only role has no privilege there), audited (grain enforced by primary keys, no contact data), and then
-swapped into schema ``marketing`` inside one short transaction. Readers see either the whole previous
+published into schema ``marketing`` inside one short transaction. Readers see either the whole previous
 version or the whole new one, never a half-built mart; a failure anywhere leaves the last good version.
 A session advisory lock serialises concurrent publishers (a backfill and a scheduled run, say).
+
+Full or incremental (issue 9). A full publish rebuilds every mart from the whole history and swaps the
+tables in. An incremental one recomputes only what changed since the last publish, as logged by the
+triggers of migration 0018 in ``smarketing.mart_changes``: the build schema then holds, per mart's
+``refresh`` (sql/marts/schema.yml), the changed customers' rows (merged into the published table: delete
+and insert of those customers), every day with the changed days recomputed (swapped in), or the whole mart
+(small ones, swapped in). The same SQL files build both: ``:full`` or the changed keys restrict the sources.
+A publish is full when forced (``full=True``, setting ``full_rebuild``), the first time, when the mart SQL,
+catalog or settings changed since the last publish, or when its as-of lies before an earlier publish's (a
+backfill: the next publish is then full too, since the change log was claimed up to that later as-of).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from statistics import NormalDist
 
@@ -33,10 +45,12 @@ BUILD_SCHEMA = "marketing_build"
 BI_ROLE = "smarketing_bi"
 _LOCK_KEY = 0x5EA4_0007  # one publisher at a time per warehouse
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
+SKU_DAYS_SQL = "refresh_mart_sku_days.sql"  # the per-product-and-day partials product marts are summed from
 
 Progress = Callable[[str], None]
-# Called after the build is committed and audited, before the swap: raise to stop publishing (a GX gate).
-BeforePublish = Callable[[sa.Connection, str], None]
+# Called after the build is committed and audited, before the swap, with the build schema and the marts whose
+# build table holds only the changed customers' rows (incremental): raise to stop publishing (a GX gate).
+BeforePublish = Callable[[sa.Connection, str, frozenset[str]], None]
 
 
 class MartBuildError(RuntimeError):
@@ -44,23 +58,49 @@ class MartBuildError(RuntimeError):
 
 
 @dataclass
+class Scope:
+    """What this publish recomputes: everything (``full``) or the changed customers and days."""
+
+    full: bool
+    reason: str                      # why full, or "changes since <as-of>"
+    publish_id: int = 0
+    customers: list[str] = field(default_factory=list)
+    days: list[date] = field(default_factory=list)
+    sku_days: list[date] = field(default_factory=list)   # order days whose product partials are refreshed
+    known_first_day: date | None = None                  # loop_kpis_daily's published range
+    known_last_day: date | None = None
+
+    def parameters(self) -> dict:
+        return {"full": self.full, "changed_customers": self.customers, "changed_days": self.days,
+                "known_first_day": self.known_first_day, "known_last_day": self.known_last_day}
+
+
+@dataclass
 class PublishResult:
     as_of: datetime
-    rows: dict[str, int] = field(default_factory=dict)
+    mode: str = "full"
+    reason: str = ""
+    rows: dict[str, int] = field(default_factory=dict)      # rows of each published mart
+    written: dict[str, int] = field(default_factory=dict)   # rows this publish computed per mart
+    changed: dict[str, int] = field(default_factory=dict)   # changed customers and days (incremental)
     build_seconds: float = 0.0
     publish_seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"as_of": self.as_of.isoformat(), "rows": dict(self.rows),
+        return {"as_of": self.as_of.isoformat(), "mode": self.mode, "reason": self.reason, "rows": dict(self.rows),
+                "written": dict(self.written), "changed": dict(self.changed),
                 "build_seconds": round(self.build_seconds, 3), "publish_seconds": round(self.publish_seconds, 3)}
 
 
 def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | None = None, *,
                   catalog: list[Mart] | None = None, marts_dir: Path = MARTS_DIR,
-                  progress: Progress | None = None, before_publish: BeforePublish | None = None) -> dict:
-    """Rebuild all marts as of ``as_of`` (the run's logical time) and publish them atomically.
+                  progress: Progress | None = None, before_publish: BeforePublish | None = None,
+                  full: bool = False) -> dict:
+    """Bring all marts up to ``as_of`` (the run's logical time) and publish them atomically.
 
-    Returns ``{"as_of", "rows": {mart: rows}, "build_seconds", "publish_seconds"}`` (small: fit for XCom).
+    Incremental unless ``full`` (or the setting ``full_rebuild``) or a full rebuild is due (module doc).
+    Returns ``{"as_of", "mode", "reason", "rows": {mart: rows}, "written", "changed", "build_seconds",
+    "publish_seconds"}`` (small: fit for XCom).
     """
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware (the run's logical time in UTC)")
@@ -76,20 +116,35 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
             with conn.begin():  # committed on its own: signals stay computed even if the build fails
                 refreshed = refresh_review_signals(conn, SignalRules.from_settings(settings))
             say(f"review signals: {refreshed:,} new or stale reviews scored for tone, lukewarm answers and quotes")
+            parameters = _parameters(as_of, settings)
+            with conn.begin():  # committed first: it switches the change log on before the first build reads
+                scope = _plan(conn, as_of, _digest(catalog, marts_dir, parameters),
+                              full or settings.full_rebuild, catalog)
+            result.mode, result.reason = ("full" if scope.full else "incremental"), scope.reason
+            say(f"{result.mode} publish: {scope.reason}")
             with conn.begin():
-                result.rows = _build(conn, as_of, settings, catalog, marts_dir, say)
+                _prepare_build(conn)
+                _claim(conn, scope, as_of)
+                if not scope.full:
+                    result.changed = {"customers": len(scope.customers), "days": len(scope.days)}
+                    say(f"changed since the last publish: {len(scope.customers):,} customers, "
+                        f"{len(scope.days):,} days")
+                _refresh_sku_days(conn, as_of, scope, marts_dir)
+                result.written = _build(conn, {**parameters, **scope.parameters()}, scope, catalog, marts_dir, say)
                 _audit(conn, catalog)
             result.build_seconds = time.perf_counter() - started
             if before_publish is not None:
-                before_publish(conn, BUILD_SCHEMA)
+                before_publish(conn, BUILD_SCHEMA, frozenset(
+                    () if scope.full else (m.name for m in catalog if m.refresh == "customers")))
                 conn.commit()
             started = time.perf_counter()
             with conn.begin():
-                _swap(conn, catalog, settings, say)
+                result.rows = _publish(conn, as_of, scope, catalog, settings, say)
+                _finish(conn, scope, result.rows)
             result.publish_seconds = time.perf_counter() - started
         finally:
             _unlock(conn)
-    say(f"published {len(result.rows)} marts as of {as_of:%Y-%m-%d %H:%M} UTC in "
+    say(f"published {len(result.rows)} marts as of {as_of:%Y-%m-%d %H:%M} UTC ({result.mode}) in "
         f"{result.build_seconds + result.publish_seconds:.1f}s")
     return result.as_dict()
 
@@ -133,8 +188,48 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _build(conn: sa.Connection, as_of: datetime, settings: MartSettings, catalog: list[Mart],
-           marts_dir: Path, say: Progress) -> dict[str, int]:
+def _digest(catalog: list[Mart], marts_dir: Path, parameters: dict) -> str:
+    """What the published marts were built with: a change means their rows may all differ (a full rebuild)."""
+    digest = hashlib.sha256()
+    for mart in catalog:
+        digest.update(repr(mart).encode())
+        digest.update(mart.sql(marts_dir).encode())
+    digest.update((marts_dir / SKU_DAYS_SQL).read_bytes())
+    digest.update(repr(sorted((k, v) for k, v in parameters.items() if k != "as_of")).encode())
+    return digest.hexdigest()
+
+
+def _plan(conn: sa.Connection, as_of: datetime, digest: str, forced: bool, catalog: list[Mart]) -> Scope:
+    """Full or incremental (module doc); records the publish as started, which switches the change log on."""
+    last = conn.execute(sa.text(
+        "select as_of, digest, max(as_of) over () as latest from smarketing.mart_publishes "
+        "where state = 'published' order by publish_id desc limit 1")).one_or_none()
+    present = conn.execute(sa.text(
+        "select count(*) from pg_tables where schemaname = :s and tablename = any(:names)"),
+        {"s": PUBLISH_SCHEMA, "names": [m.name for m in catalog]}).scalar()
+    if forced:
+        reason = "forced"
+    elif last is None:
+        reason = "first publish"
+    elif last.digest != digest:
+        reason = "the mart SQL, catalog or settings changed since the last publish"
+    elif as_of < last.as_of:
+        reason = f"a backfill: as of {as_of:%Y-%m-%d %H:%M}, before the last publish"
+    elif last.as_of < last.latest:
+        reason = "the last publish was a backfill"
+    elif present < len(catalog):
+        reason = "a published mart is missing"
+    else:
+        reason = ""
+    full = bool(reason)
+    publish_id = conn.execute(sa.text(
+        "insert into smarketing.mart_publishes (as_of, mode, digest, state) values (:a, :m, :d, 'started') "
+        "returning publish_id"), {"a": as_of, "m": "full" if full else "incremental", "d": digest}).scalar()
+    return Scope(full=full, reason=reason or f"changes since {last.as_of:%Y-%m-%d %H:%M} UTC",
+                 publish_id=publish_id)
+
+
+def _prepare_build(conn: sa.Connection) -> None:
     conn.exec_driver_sql("set local timezone = 'UTC'")
     # JIT compiles each big CTE chain for seconds and saves far less: loop_kpis_daily spent 9.9 s in LLVM for
     # a 0.7 s query (20,000 customers, docs/benchmarks/marts.md)
@@ -143,8 +238,60 @@ def _build(conn: sa.Connection, as_of: datetime, settings: MartSettings, catalog
         raise MartBuildError(f"role {BI_ROLE} is missing: apply the warehouse migrations first")
     conn.exec_driver_sql(f"drop schema if exists {BUILD_SCHEMA} cascade")
     conn.exec_driver_sql(f"create schema {BUILD_SCHEMA}")
-    parameters = _parameters(as_of, settings)
-    rows: dict[str, int] = {}
+
+
+def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
+    """Note the change log entries effective by ``as_of`` (deleted when this publish commits) and, for an
+    incremental publish, the customers and days they name. Read before the build, so a change committed in
+    between is both built and left for the next publish (built twice, never missed)."""
+    conn.execute(sa.text(
+        f"create table {BUILD_SCHEMA}.claimed_changes as "
+        "select change_id, entity, customer_id, day from smarketing.mart_changes where effective_at <= :as_of"),
+        {"as_of": as_of})
+    if scope.full:
+        # rows dated after the as-of (loaded early, or before the log was on) are logged anew, so that the
+        # first incremental publish that reaches their time recomputes what they touch
+        conn.execute(sa.text("delete from smarketing.mart_changes where effective_at > :as_of"), {"as_of": as_of})
+        conn.execute(sa.text("select smarketing.log_future_mart_changes(:as_of)"), {"as_of": as_of})
+        return
+    claimed = f"{BUILD_SCHEMA}.claimed_changes"
+    scope.customers = list(conn.execute(sa.text(
+        f"select distinct customer_id from {claimed} where entity = 'customer' order by 1")).scalars())
+    # a scoring date D sets the customer-base columns of the days from D-1 until the next scoring date's eve
+    scope.days = list(conn.execute(sa.text(f"""
+        with last as (select (cast(:as_of as timestamptz) - interval '1 microsecond')::date as day)
+        select day from {claimed} where entity = 'day' and day is not null
+        union
+        select generate_series(changed.day - 1,
+                               least(coalesce((select min(runs.score_date) from smarketing.score_runs as runs
+                                               where runs.score_date > changed.day) - 2, last.day), last.day),
+                               interval '1 day')::date
+        from {claimed} as changed cross join last
+        where changed.entity = 'score_date'
+        order by 1"""), {"as_of": as_of}).scalars())
+    scope.sku_days = list(conn.execute(sa.text(
+        f"select distinct day from {claimed} where entity = 'sku_day' order by 1")).scalars())
+    scope.known_first_day, scope.known_last_day = conn.execute(sa.text(
+        f"select min(day), max(day) from {PUBLISH_SCHEMA}.loop_kpis_daily")).one()
+
+
+def _refresh_sku_days(conn: sa.Connection, as_of: datetime, scope: Scope, marts_dir: Path) -> None:
+    """Order lines per product and day (smarketing.mart_sku_days) up to ``as_of``: all days, or the changed."""
+    if scope.full:
+        conn.exec_driver_sql("delete from smarketing.mart_sku_days")
+    elif scope.sku_days:
+        conn.execute(sa.text("delete from smarketing.mart_sku_days where day = any(:days)"),
+                     {"days": scope.sku_days})
+    else:
+        return
+    sql = executable_sql((marts_dir / SKU_DAYS_SQL).read_text())
+    conn.execute(sa.text(sql), {"as_of": as_of, "full": scope.full, "changed_days": scope.sku_days})
+
+
+def _build(conn: sa.Connection, parameters: dict, scope: Scope, catalog: list[Mart], marts_dir: Path,
+           say: Progress) -> dict[str, int]:
+    """Build each mart's rows into the staging schema; returns the rows computed per mart."""
+    written: dict[str, int] = {}
     for mart in catalog:
         started = time.perf_counter()
         sql = executable_sql(mart.sql(marts_dir))
@@ -165,11 +312,18 @@ def _build(conn: sa.Connection, as_of: datetime, settings: MartSettings, catalog
         except sa.exc.IntegrityError as error:
             raise MartBuildError(f"{mart.name} breaks its grain ({mart.grain}): {error.orig}") from error
         _redact_free_text(conn, table, mart)
-        _comment(conn, table, mart, as_of)
+        if not scope.full and mart.refresh == "days":  # the unchanged days as published
+            keys = " and ".join(f"built.{k} = published.{k}" for k in mart.key)
+            conn.execute(sa.text(
+                f"insert into {table} ({names}) select {names} from {PUBLISH_SCHEMA}.{mart.name} as published "
+                f"where not (published.day = any(:days)) "
+                f"and not exists (select from {table} as built where {keys})"), {"days": scope.days})
+        _comment(conn, table, mart, parameters["as_of"])
         conn.exec_driver_sql(f"grant select on {table} to {BI_ROLE}")
-        rows[mart.name] = inserted
-        say(f"built {mart.name}: {inserted:,} rows in {time.perf_counter() - started:.2f}s")
-    return rows
+        written[mart.name] = inserted
+        kind = "" if scope.full or mart.refresh == "whole" else f" (changed {mart.refresh})"
+        say(f"built {mart.name}: {inserted:,} rows{kind} in {time.perf_counter() - started:.2f}s")
+    return written
 
 
 def _redact_free_text(conn: sa.Connection, table: str, mart: Mart) -> None:
@@ -182,9 +336,13 @@ def _redact_free_text(conn: sa.Connection, table: str, mart: Mart) -> None:
             {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN})
 
 
-def _comment(conn: sa.Connection, table: str, mart: Mart, as_of: datetime) -> None:
+def _comment_table(conn: sa.Connection, table: str, mart: Mart, as_of: datetime) -> None:
     conn.exec_driver_sql(f"comment on table {table} is " + _literal(
         f"{mart.description} Grain: {mart.grain}. Data as of {as_of:%Y-%m-%d %H:%M} UTC."))
+
+
+def _comment(conn: sa.Connection, table: str, mart: Mart, as_of: datetime) -> None:
+    _comment_table(conn, table, mart, as_of)
     for column in mart.columns:
         conn.exec_driver_sql(f"comment on column {table}.{column.name} is {_literal(column.description)}")
 
@@ -206,10 +364,46 @@ def _audit(conn: sa.Connection, catalog: list[Mart]) -> None:
         raise MartBuildError("audit failed, nothing published: " + "; ".join(problems))
 
 
-def _swap(conn: sa.Connection, catalog: list[Mart], settings: MartSettings, say: Progress) -> None:
+def _publish(conn: sa.Connection, as_of: datetime, scope: Scope, catalog: list[Mart], settings: MartSettings,
+             say: Progress) -> dict[str, int]:
+    """Swap the built marts in (merge the changed customers' rows when incremental); returns rows per mart."""
     conn.exec_driver_sql(f"set local lock_timeout = '{int(settings.publish_lock_timeout_seconds)}s'")
+    conn.exec_driver_sql("set local timezone = 'UTC'")
+    rows: dict[str, int] = {}
     for mart in catalog:
-        conn.exec_driver_sql(f"drop table if exists {PUBLISH_SCHEMA}.{mart.name}")
-        conn.exec_driver_sql(f"alter table {BUILD_SCHEMA}.{mart.name} set schema {PUBLISH_SCHEMA}")
+        built, published = f"{BUILD_SCHEMA}.{mart.name}", f"{PUBLISH_SCHEMA}.{mart.name}"
+        if scope.full or mart.refresh != "customers":
+            conn.exec_driver_sql(f"drop table if exists {published}")
+            conn.exec_driver_sql(f"alter table {built} set schema {PUBLISH_SCHEMA}")
+        else:  # only the changed customers' rows: the others stay as they are
+            names = ", ".join(mart.column_names)
+            conn.execute(sa.text(f"delete from {published} where customer_id = any(:customers)"),
+                         {"customers": scope.customers})
+            conn.exec_driver_sql(f"insert into {published} ({names}) select {names} from {built}")
+            conn.exec_driver_sql(f"drop table {built}")
+            _comment_table(conn, published, mart, as_of)
+            if mart.name == "follow_ups":
+                _age_follow_ups(conn, as_of)
+        rows[mart.name] = conn.execute(sa.text(f"select count(*) from {published}")).scalar()
         say(f"published {mart.name}")
-    conn.exec_driver_sql(f"drop schema {BUILD_SCHEMA}")
+    return rows
+
+
+def _age_follow_ups(conn: sa.Connection, as_of: datetime) -> None:
+    """days_waiting counts from the as-of: every waiting follow-up ages by a day, changed or not (one update
+    of the waiting items, not a rebuild; the same expression as build_follow_ups.sql)."""
+    conn.execute(sa.text(f"""
+        update {PUBLISH_SCHEMA}.follow_ups
+        set days_waiting = greatest(0, extract(day from cast(:as_of as timestamptz) - created_at))::integer
+        where is_waiting
+          and days_waiting is distinct from greatest(0, extract(day from cast(:as_of as timestamptz) - created_at))::integer"""),
+        {"as_of": as_of})
+
+
+def _finish(conn: sa.Connection, scope: Scope, rows: dict[str, int]) -> None:
+    """Delete the change log entries this publish consumed and record it as published."""
+    conn.exec_driver_sql(f"delete from smarketing.mart_changes where change_id in "
+                         f"(select change_id from {BUILD_SCHEMA}.claimed_changes)")
+    conn.exec_driver_sql(f"drop schema {BUILD_SCHEMA} cascade")
+    conn.execute(sa.text("update smarketing.mart_publishes set state = 'published', rows = cast(:rows as jsonb) "
+                         "where publish_id = :p"), {"rows": json.dumps(rows), "p": scope.publish_id})

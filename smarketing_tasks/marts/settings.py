@@ -21,6 +21,9 @@ class MartSettings:
     testimonial_min_rating: int = 4
     # Testimonials: the longest quote, in characters (a sentence that fits on a banner or a product page).
     quote_max_chars: int = 160
+    # Rebuild every mart from the whole history on each publish instead of recomputing what changed (the
+    # first publish, a change of mart SQL or settings and a backfill rebuild in full anyway).
+    full_rebuild: bool = False
     # Publishing waits at most this long for readers' locks before failing (the last good version stays).
     publish_lock_timeout_seconds: int = 30
     # Who gets the HTML report by email after each scoring run: comma-separated addresses of marketing and

@@ -1,7 +1,8 @@
 -- marketing.advocates
 -- Grain: one row per customer who has been scored: the customer's latest advocate score on or before the
 -- build's as-of date, with the segment of the run before it, so movement between segments shows.
--- Parameters: :as_of (timestamptz, the run's logical time). Session time zone is UTC.
+-- Parameters: :as_of (timestamptz, the run's logical time); :full (boolean) or else only the customers in
+-- :changed_customers (text[]), for an incremental publish. Session time zone is UTC.
 
 with
 
@@ -9,6 +10,7 @@ scores as (
     select *
     from smarketing.advocate_scores
     where score_date <= cast(:as_of as timestamptz)::date
+      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
 ranked as (
@@ -33,6 +35,7 @@ waiting_follow_ups as (
     from smarketing.follow_ups
     where status in ('open', 'contacted')
       and created_at <= :as_of
+      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
 final as (

@@ -1,7 +1,8 @@
 -- marketing.follow_ups
 -- Grain: one row per customer and follow-up reason (the closed loop's work items), opened up to the as-of
 -- time, with the customer's current score so that sales sees what is at stake.
--- Parameters: :as_of (timestamptz). Session time zone is UTC. The build redacts contact data from free text.
+-- Parameters: :as_of (timestamptz); :full (boolean) or else only the customers in :changed_customers (text[]).
+-- Session time zone is UTC. The build redacts contact data from free text.
 
 with
 
@@ -9,6 +10,7 @@ follow_ups as (
     select *
     from smarketing.follow_ups
     where created_at <= :as_of
+      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
 current_scores as (
@@ -16,6 +18,7 @@ current_scores as (
         customer_id, segment, advocate_score, lifetime_value
     from smarketing.advocate_scores
     where score_date <= cast(:as_of as timestamptz)::date
+      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
     order by customer_id, score_date desc
 ),
 

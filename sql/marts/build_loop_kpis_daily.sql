@@ -3,7 +3,11 @@
 -- as-of time. Activity columns count events of that day; customer-base columns (NPS, segments, lukewarm,
 -- word of mouth at risk) come from the latest scoring run dated on or before the next morning, because a run
 -- dated D scores everything up to the start of D.
--- Parameters: :as_of (timestamptz), :word_of_mouth_reach (integer). Session time zone is UTC.
+-- Parameters: :as_of (timestamptz), :word_of_mouth_reach (integer); :full (boolean) or else an incremental
+-- publish: only the days in :changed_days (date[]), the days after :known_last_day and before :known_first_day
+-- (the published mart's range; activity before it is a changed day). Each day's counts come from rows of that
+-- day only, so every source is read for those days alone (by the day indexes of migration 0018).
+-- Session time zone is UTC.
 
 with
 
@@ -12,23 +16,33 @@ bounds as (
 ),
 
 orders as (
-    select * from smarketing.orders where ordered_at <= :as_of
+    select * from smarketing.orders
+    where ordered_at <= :as_of
+      and (cast(:full as boolean) or (ordered_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 sent_messages as (
-    select * from smarketing.outreach_messages where status = 'sent' and sent_at <= :as_of
+    select * from smarketing.outreach_messages
+    where status = 'sent' and sent_at <= :as_of
+      and (cast(:full as boolean) or (sent_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 reviews as (
-    select * from smarketing.reviews where created_at <= :as_of
+    select * from smarketing.reviews
+    where created_at <= :as_of
+      and (cast(:full as boolean) or (created_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 social_posts as (
-    select * from smarketing.social_posts where posted_at <= :as_of
+    select * from smarketing.social_posts
+    where posted_at <= :as_of
+      and (cast(:full as boolean) or (posted_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 referrals as (
-    select * from smarketing.referrals where redeemed_at <= :as_of
+    select * from smarketing.referrals
+    where redeemed_at <= :as_of
+      and (cast(:full as boolean) or (redeemed_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 
@@ -40,14 +54,24 @@ first_activity as (
         union all select min(created_at)::date from reviews
         union all select min(posted_at)::date from social_posts
         union all select min(redeemed_at)::date from referrals
+        union all select cast(:known_first_day as date)
     ) as firsts
 ),
 
-days as (
+all_days as (
     select generate_series(first_activity.first_day, bounds.last_day, interval '1 day')::date as day
     from first_activity
     cross join bounds
     where first_activity.first_day <= bounds.last_day
+),
+
+days as (
+    select day
+    from all_days
+    where cast(:full as boolean)
+       or day = any(cast(:changed_days as date[]))
+       or day > coalesce(cast(:known_last_day as date), '-infinity')
+       or day < cast(:known_first_day as date)
 ),
 
 orders_daily as (
@@ -60,6 +84,7 @@ deliveries_daily as (
     select delivered_at::date as day, count(*) as deliveries
     from smarketing.orders
     where delivered_at <= :as_of
+      and (cast(:full as boolean) or (delivered_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
     group by 1
 ),
 
@@ -74,19 +99,22 @@ sends_daily as (
 ),
 
 -- a request is answered when its order (or the request itself) got a review after it was sent; two equi-joins
--- and a union instead of one OR-ed correlated subquery, so the planner can hash them
+-- and a union instead of one OR-ed correlated subquery, so the planner can hash them; the answering review
+-- may be of any day (answers count on the request's day)
 answered_requests as (
     select requests.message_id, requests.sent_at
     from sent_messages as requests
-    join reviews on reviews.order_id = requests.order_id
+    join smarketing.reviews as reviews on reviews.order_id = requests.order_id
     where requests.kind = 'review_request'
       and reviews.created_at >= requests.sent_at
+      and reviews.created_at <= :as_of
     union
     select requests.message_id, requests.sent_at
     from sent_messages as requests
-    join reviews on reviews.message_id = requests.message_id
+    join smarketing.reviews as reviews on reviews.message_id = requests.message_id
     where requests.kind = 'review_request'
       and reviews.created_at >= requests.sent_at
+      and reviews.created_at <= :as_of
 ),
 
 answered_daily as (
@@ -117,6 +145,7 @@ unsubscribes_daily as (
     select suppressed_at::date as day, count(*) as unsubscribes
     from smarketing.suppressions
     where reason = 'unsubscribe' and suppressed_at <= :as_of
+      and (cast(:full as boolean) or (suppressed_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
     group by 1
 ),
 
@@ -127,6 +156,7 @@ email_events_daily as (
         count(*) filter (where event_type = 'bounce' and bounce_type = 'hard') as hard_bounces
     from smarketing.email_events
     where occurred_at <= :as_of
+      and (cast(:full as boolean) or (occurred_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
     group by 1
 ),
 
@@ -134,6 +164,7 @@ follow_ups_opened_daily as (
     select created_at::date as day, count(*) as follow_ups_opened
     from smarketing.follow_ups
     where created_at <= :as_of
+      and (cast(:full as boolean) or (created_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
     group by 1
 ),
 
@@ -141,6 +172,7 @@ follow_ups_closed_daily as (
     select updated_at::date as day, count(*) as follow_ups_closed
     from smarketing.follow_ups
     where status in ('resolved', 'dismissed') and updated_at <= :as_of
+      and (cast(:full as boolean) or (updated_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
     group by 1
 ),
 

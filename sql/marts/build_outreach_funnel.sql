@@ -3,7 +3,9 @@
 -- the as-of time. A message counts as responded when a review, social post or referral is attributed to it
 -- (their message_id); the response rate is over delivered messages, with a Wilson score interval
 -- (z for :confidence, both passed in by the build).
--- Parameters: :as_of (timestamptz), :z (double precision), :confidence (double precision).
+-- Parameters: :as_of (timestamptz), :z (double precision), :confidence (double precision); :full (boolean) or
+-- else only the send days in :changed_days (date[]) for an incremental publish: their messages, and the events
+-- and responses of those messages (by message_id).
 
 with
 
@@ -12,6 +14,7 @@ sent_messages as (
     from smarketing.outreach_messages
     where status = 'sent'
       and sent_at <= :as_of
+      and (cast(:full as boolean) or (sent_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
 message_events as (
@@ -25,6 +28,7 @@ message_events as (
     from smarketing.email_events
     where message_id is not null
       and occurred_at <= :as_of
+      and (cast(:full as boolean) or message_id in (select message_id from sent_messages))
     group by message_id
 ),
 
@@ -32,14 +36,17 @@ responses as (
     select message_id, 'review' as response_kind
     from smarketing.reviews
     where message_id is not null and created_at <= :as_of
+      and (cast(:full as boolean) or message_id in (select message_id from sent_messages))
     union all
     select message_id, 'social_post'
     from smarketing.social_posts
     where message_id is not null and posted_at <= :as_of
+      and (cast(:full as boolean) or message_id in (select message_id from sent_messages))
     union all
     select message_id, 'referral'
     from smarketing.referrals
     where message_id is not null and redeemed_at <= :as_of
+      and (cast(:full as boolean) or message_id in (select message_id from sent_messages))
 ),
 
 message_responses as (

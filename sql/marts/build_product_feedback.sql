@@ -1,40 +1,30 @@
 -- marketing.product_feedback
 -- Grain: one row per product (sku) that was sold in an order placed up to the as-of time or named by a
 -- review written by then. Reviews without a sku (about the whole order) are not counted here.
--- Parameters: :as_of (timestamptz), :min_rating (smallint, testimonials' floor). Uses smarketing.review_signals.
+-- Parameters: :as_of (timestamptz), :min_rating (smallint, testimonials' floor). Uses smarketing.review_signals
+-- and smarketing.mart_sku_days (sales as of :as_of). Rebuilt whole on every publish: one row per product.
 
 with
 
--- One row per order and product first, then per product: hash aggregates over the order lines, where a
--- count(distinct) and a distinct-on would sort every line of the history by text (most of this mart's time).
-order_products as (
-    select items.sku, items.order_id, max(orders.ordered_at) as ordered_at,
-           sum(items.quantity) as units, sum(items.quantity * items.unit_price) as revenue
-    from smarketing.order_items as items
-    join smarketing.orders as orders on orders.order_id = items.order_id
-    where orders.ordered_at <= :as_of
-    group by items.sku, items.order_id
-),
-
+-- Sales per product from smarketing.mart_sku_days (order lines summed per product and order day, as of this
+-- publish: refreshed just before the build for the days that changed), instead of every order line.
 sales as (
     select
         sku,
-        count(*)::integer as orders_count,
+        sum(orders_count)::integer as orders_count,
         sum(units)::bigint as units_sold,
         sum(revenue)::numeric(14, 2) as revenue,
-        max(ordered_at) as last_ordered_at
-    from order_products
+        max(last_ordered_at) as last_ordered_at
+    from smarketing.mart_sku_days
     group by sku
 ),
 
--- the name on the latest order of each product (ties: the first name alphabetically)
+-- the name on the latest order of each product (ties: the first name alphabetically; none when that order's
+-- lines do not name it)
 product_names as (
-    select distinct on (items.sku) items.sku, items.product_name
-    from smarketing.order_items as items
-    join smarketing.orders as orders on orders.order_id = items.order_id
-    join sales on sales.sku = items.sku and sales.last_ordered_at = orders.ordered_at
-    where items.product_name is not null
-    order by items.sku, items.product_name
+    select distinct on (sku) sku, last_name as product_name
+    from smarketing.mart_sku_days
+    order by sku, last_ordered_at desc
 ),
 
 reviews as (

@@ -1,7 +1,7 @@
 -- marketing.rewards
 -- Grain: one row per customer and reward reason; several rewards for the same reason (two converted
 -- referrals, say) are counted, with the latest code and all codes in order.
--- Parameters: :as_of (timestamptz).
+-- Parameters: :as_of (timestamptz); :full (boolean) or else only the customers in :changed_customers (text[]).
 
 with
 
@@ -9,6 +9,7 @@ rewards as (
     select *
     from smarketing.rewards
     where issued_at <= :as_of
+      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
 final as (

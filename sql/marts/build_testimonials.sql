@@ -2,7 +2,7 @@
 -- Grain: one row per review whose author agreed to publication (consent_to_publish), rated at least
 -- :min_rating stars, with a positive best short quote. Quotes, their tone and the review's tone come from
 -- smarketing.review_signals (computed once per review, refreshed before the build; migration 0014).
--- Parameters: :as_of (timestamptz), :min_rating (smallint).
+-- Parameters: :as_of (timestamptz), :min_rating (smallint). Rebuilt whole on every publish (one row per quote).
 
 with
 
@@ -14,31 +14,13 @@ consented_reviews as (
       and rating >= :min_rating
 ),
 
--- the name on the latest order of each quoted product (ties: the first name alphabetically); only the
--- products that have a testimonial are looked up, and by hash aggregates instead of sorting every order line
-quoted_skus as (
-    select distinct reviews.sku
-    from consented_reviews as reviews
-    join smarketing.review_signals as signals on signals.review_id = reviews.review_id
-    where reviews.sku is not null and signals.quote is not null and signals.quote_sentiment > 0
-),
-
-latest_orders as (
-    select items.sku, max(orders.ordered_at) as ordered_at
-    from smarketing.order_items as items
-    join smarketing.orders as orders on orders.order_id = items.order_id
-    where items.product_name is not null
-      and items.sku in (select sku from quoted_skus)
-    group by items.sku
-),
-
+-- the name on the latest order that names each quoted product (ties: the first name alphabetically), from the
+-- per-product-and-day partials in smarketing.mart_sku_days (orders up to :as_of), not from every order line
 product_names as (
-    select distinct on (items.sku) items.sku, items.product_name
-    from smarketing.order_items as items
-    join smarketing.orders as orders on orders.order_id = items.order_id
-    join latest_orders on latest_orders.sku = items.sku and latest_orders.ordered_at = orders.ordered_at
-    where items.product_name is not null
-    order by items.sku, items.product_name
+    select distinct on (sku) sku, last_named_name as product_name
+    from smarketing.mart_sku_days
+    where last_named_at is not null
+    order by sku, last_named_at desc
 ),
 
 quoted as (

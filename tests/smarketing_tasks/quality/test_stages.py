@@ -123,11 +123,11 @@ def test_marts_keep_their_last_good_version_when_the_build_breaks_a_suite(loaded
     with warehouse.connect() as conn:
         good = conn.execute(sa.text("select customer_id, advocate_score from marketing.advocates order by 1")).all()
 
-    def corrupt_then_gate(conn: sa.Connection, schema: str) -> None:
+    def corrupt_then_gate(conn: sa.Connection, schema: str, changed_only: frozenset) -> None:
         conn.execute(sa.text(f"update {schema}.advocates set advocate_score = 150 "
                              f"where customer_id = (select min(customer_id) from {schema}.advocates)"))
         conn.commit()
-        mart_gate(run_id="marts-2", run_time=END + timedelta(hours=1), say=lambda _: None)(conn, schema)
+        mart_gate(run_id="marts-2", run_time=END + timedelta(hours=1), say=lambda _: None)(conn, schema, changed_only)
 
     with pytest.raises(QualityGateFailed) as failure:
         publish_marts(warehouse, END + timedelta(hours=1), before_publish=corrupt_then_gate)
