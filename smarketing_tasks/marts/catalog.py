@@ -29,6 +29,7 @@ class Column:
     type: str
     description: str
     free_text: bool = False
+    as_of: str = ""  # SQL computing the column from the row and :as_of when read (module doc of publish.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Mart:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def read_time_columns(self) -> tuple[Column, ...]:
+        """Columns computed from the as-of when read: the mart is published as a view over its rows."""
+        return tuple(c for c in self.columns if c.as_of)
+
     def sql(self, directory: Path = MARTS_DIR) -> str:
         return (directory / self.sql_file).read_text()
 
@@ -61,7 +67,8 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[Mart]:
     marts = []
     for entry in document["marts"]:
         columns = tuple(Column(name=c["name"], type=c["type"], description=c["description"].strip(),
-                               free_text=bool(c.get("free_text", False))) for c in entry["columns"])
+                               free_text=bool(c.get("free_text", False)), as_of=c.get("as_of", ""))
+                        for c in entry["columns"])
         mart = Mart(name=entry["name"], sql_file=entry["sql"], grain=entry["grain"].strip(),
                     key=tuple(entry["key"]), description=" ".join(entry["description"].split()),
                     questions=tuple(entry.get("questions", ())), example_sql=entry.get("example_sql", "").strip(),

@@ -46,6 +46,9 @@ BI_ROLE = "smarketing_bi"
 _LOCK_KEY = 0x5EA4_0007  # one publisher at a time per warehouse
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
 SKU_DAYS_SQL = "refresh_mart_sku_days.sql"  # the per-product-and-day partials product marts are summed from
+ROWS_SCHEMA = "smarketing"  # rows of a mart published as a view (read-time columns); BI cannot read here
+LAST_AS_OF = ("(select as_of from smarketing.mart_publishes where state = 'published' "
+              "order by publish_id desc limit 1)")
 
 Progress = Callable[[str], None]
 # Called after the build is committed and audited, before the swap, with the build schema and the marts whose
@@ -204,9 +207,8 @@ def _plan(conn: sa.Connection, as_of: datetime, digest: str, forced: bool, catal
     last = conn.execute(sa.text(
         "select as_of, digest, max(as_of) over () as latest from smarketing.mart_publishes "
         "where state = 'published' order by publish_id desc limit 1")).one_or_none()
-    present = conn.execute(sa.text(
-        "select count(*) from pg_tables where schemaname = :s and tablename = any(:names)"),
-        {"s": PUBLISH_SCHEMA, "names": [m.name for m in catalog]}).scalar()
+    present = conn.execute(sa.text("select count(to_regclass(name)) from unnest(cast(:names as text[])) as name"),
+                           {"names": [f"{PUBLISH_SCHEMA}.{m.name}" for m in catalog]}).scalar()
     if forced:
         reason = "forced"
     elif last is None:
@@ -336,13 +338,13 @@ def _redact_free_text(conn: sa.Connection, table: str, mart: Mart) -> None:
             {"email": EMAIL_PATTERN, "phone": PHONE_PATTERN})
 
 
-def _comment_table(conn: sa.Connection, table: str, mart: Mart, as_of: datetime) -> None:
-    conn.exec_driver_sql(f"comment on table {table} is " + _literal(
+def _comment_table(conn: sa.Connection, table: str, mart: Mart, as_of: datetime, kind: str = "table") -> None:
+    conn.exec_driver_sql(f"comment on {kind} {table} is " + _literal(
         f"{mart.description} Grain: {mart.grain}. Data as of {as_of:%Y-%m-%d %H:%M} UTC."))
 
 
-def _comment(conn: sa.Connection, table: str, mart: Mart, as_of: datetime) -> None:
-    _comment_table(conn, table, mart, as_of)
+def _comment(conn: sa.Connection, table: str, mart: Mart, as_of: datetime, kind: str = "table") -> None:
+    _comment_table(conn, table, mart, as_of, kind)
     for column in mart.columns:
         conn.exec_driver_sql(f"comment on column {table}.{column.name} is {_literal(column.description)}")
 
@@ -368,36 +370,47 @@ def _publish(conn: sa.Connection, as_of: datetime, scope: Scope, catalog: list[M
              say: Progress) -> dict[str, int]:
     """Swap the built marts in (merge the changed customers' rows when incremental); returns rows per mart."""
     conn.exec_driver_sql(f"set local lock_timeout = '{int(settings.publish_lock_timeout_seconds)}s'")
-    conn.exec_driver_sql("set local timezone = 'UTC'")
     rows: dict[str, int] = {}
     for mart in catalog:
         built, published = f"{BUILD_SCHEMA}.{mart.name}", f"{PUBLISH_SCHEMA}.{mart.name}"
+        stored = f"{ROWS_SCHEMA}.mart_{mart.name}" if mart.read_time_columns else published
         if scope.full or mart.refresh != "customers":
-            conn.exec_driver_sql(f"drop table if exists {published}")
-            conn.exec_driver_sql(f"alter table {built} set schema {PUBLISH_SCHEMA}")
+            _drop_relation(conn, published)
+            if mart.read_time_columns:
+                conn.exec_driver_sql(f"drop table if exists {stored}")
+                conn.exec_driver_sql(f"alter table {built} rename to mart_{mart.name}")
+                conn.exec_driver_sql(f"alter index {BUILD_SCHEMA}.{mart.name}_pkey rename to mart_{mart.name}_pkey")
+                conn.exec_driver_sql(f"alter table {BUILD_SCHEMA}.mart_{mart.name} set schema {ROWS_SCHEMA}")
+                _create_view(conn, mart, stored, as_of)
+            else:
+                conn.exec_driver_sql(f"alter table {built} set schema {PUBLISH_SCHEMA}")
         else:  # only the changed customers' rows: the others stay as they are
             names = ", ".join(mart.column_names)
-            conn.execute(sa.text(f"delete from {published} where customer_id = any(:customers)"),
+            conn.execute(sa.text(f"delete from {stored} where customer_id = any(:customers)"),
                          {"customers": scope.customers})
-            conn.exec_driver_sql(f"insert into {published} ({names}) select {names} from {built}")
+            conn.exec_driver_sql(f"insert into {stored} ({names}) select {names} from {built}")
             conn.exec_driver_sql(f"drop table {built}")
-            _comment_table(conn, published, mart, as_of)
-            if mart.name == "follow_ups":
-                _age_follow_ups(conn, as_of)
-        rows[mart.name] = conn.execute(sa.text(f"select count(*) from {published}")).scalar()
+            _comment_table(conn, published, mart, as_of, "view" if mart.read_time_columns else "table")
+        rows[mart.name] = conn.execute(sa.text(f"select count(*) from {stored}")).scalar()
         say(f"published {mart.name}")
     return rows
 
 
-def _age_follow_ups(conn: sa.Connection, as_of: datetime) -> None:
-    """days_waiting counts from the as-of: every waiting follow-up ages by a day, changed or not (one update
-    of the waiting items, not a rebuild; the same expression as build_follow_ups.sql)."""
-    conn.execute(sa.text(f"""
-        update {PUBLISH_SCHEMA}.follow_ups
-        set days_waiting = greatest(0, extract(day from cast(:as_of as timestamptz) - created_at))::integer
-        where is_waiting
-          and days_waiting is distinct from greatest(0, extract(day from cast(:as_of as timestamptz) - created_at))::integer"""),
-        {"as_of": as_of})
+def _drop_relation(conn: sa.Connection, name: str) -> None:
+    kind = conn.execute(sa.text("select relkind from pg_class where oid = to_regclass(:n)"), {"n": name}).scalar()
+    if kind:
+        conn.exec_driver_sql(f"drop {'view' if kind == 'v' else 'table'} {name}")
+
+
+def _create_view(conn: sa.Connection, mart: Mart, stored: str, as_of: datetime) -> None:
+    """The published mart as a view over its stored rows: read-time columns computed from the last publish's
+    as-of (recorded in the same transaction), so they never go stale and no publish rewrites every row."""
+    columns = ", ".join(
+        f"{c.as_of.replace(':as_of', LAST_AS_OF)} as {c.name}" if c.as_of else f"rows.{c.name}" for c in mart.columns)
+    view = f"{PUBLISH_SCHEMA}.{mart.name}"
+    conn.exec_driver_sql(f"create view {view} as select {columns} from {stored} as rows")
+    _comment(conn, view, mart, as_of, "view")
+    conn.exec_driver_sql(f"grant select on {view} to {BI_ROLE}")
 
 
 def _finish(conn: sa.Connection, scope: Scope, rows: dict[str, int]) -> None:

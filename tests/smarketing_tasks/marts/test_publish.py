@@ -129,6 +129,7 @@ def test_the_bi_role_reads_marketing_and_nothing_else(published):
         for statement in ("select count(*) from smarketing.customer_contacts",
                           "select count(*) from smarketing.customers",
                           "select count(*) from smarketing.reviews",
+                          "select count(*) from smarketing.mart_follow_ups",  # the rows behind the view
                           "insert into marketing.rewards (customer_id, reason) values ('x', 'y')",
                           "delete from marketing.advocates",
                           "create table marketing.mine (x int)"):
