@@ -23,9 +23,12 @@ Runs whenever new purchases **or** new responses arrive (Assets `smarketing://pu
    priorities 1–5 and upserts `smarketing.follow_ups` (one row per customer and reason; reruns update,
    never duplicate; a closed item reopens only when the customer said something new); records the run and
    the segment counts of the whole customer base in `smarketing.score_runs`.
-6. **publish_marts** — rebuilds the marts (docs/data-dictionary.md) in schema `marketing_build`, audits
-   them there with the mart suites, and swaps them into `marketing` in one transaction (a failed build or
-   audit leaves the last good version); emits the Asset `smarketing://marts`.
+6. **publish_marts** — brings the marts (docs/data-dictionary.md) up to date in schema `marketing_build`:
+   on a normal day only the rows of the customers and days whose inputs changed since the last publish (a
+   change log that triggers fill), in full on the first run, a backfill, changed mart SQL or settings, or
+   when forced (param `full_rebuild_marts`, setting `full_rebuild`); audits them there with the mart suites
+   and publishes them into `marketing` in one transaction (a failed build or audit leaves the last good
+   version); emits the Asset `smarketing://marts`.
 7. **write_report** — the self-contained HTML report in `<SMARKETING_DATA_DIR>/reports/`, mailed to the
    staff in setting `report_recipients` (if any) through `smarketing_smtp`.
 8. **build_data_docs** — Great Expectations Data Docs from the recorded validation runs.
@@ -54,7 +57,10 @@ from smarketing_airflow.runtime import migrate_warehouse, run_time
     tags=tags("score", "advocates"),
     doc_md=__doc__,
     params={"full_rescore": Param(False, type="boolean",
-                                  description="rescore every customer, not only those whose inputs changed")},
+                                  description="rescore every customer, not only those whose inputs changed"),
+            "full_rebuild_marts": Param(False, type="boolean",
+                                        description="rebuild every mart from the whole history, not only what "
+                                                    "changed since the last publish")},
 )
 def smarketing_score():
     @task
@@ -111,7 +117,7 @@ def smarketing_score():
 
     @task(outlets=[MARTS])
     def publish_marts(summary: dict) -> dict:
-        """Rebuild the marts in a staging schema, audit them there, and swap them into `marketing` atomically."""
+        """Update the marts in a staging schema (what changed, or all), audit them there, publish atomically."""
         from smarketing_airflow.connections import settings, warehouse_engine
         from smarketing_airflow.quality import quality_gate, quality_settings
 
@@ -124,7 +130,8 @@ def smarketing_score():
         with quality_gate():
             result = publish(warehouse_engine(), now, settings(MartSettings), progress=print,
                              before_publish=mart_gate(run_id=context["run_id"], run_time=now,
-                                                      settings=quality_settings()))
+                                                      settings=quality_settings()),
+                             full=bool(context["params"].get("full_rebuild_marts")))
         context["outlet_events"][MARTS].extra = {
             "score_date": summary["score_date"], "customers": summary["customers"], "mart_rows": result["rows"]}
         return result

@@ -45,10 +45,12 @@ which quotes to use, what customers say per product, how the loop is doing day b
 works. Open them in Metabase, Superset, Tableau, Power BI or a spreadsheet; every table and column carries
 the description below as a database comment, so BI tools show it too.
 
-**Fresh after every scoring run.** The `smarketing_score` DAG rebuilds all marts from the core tables in a
-staging schema and swaps them in together in one transaction: a dashboard never sees a half-built mart,
-and a failed run leaves the previous version in place. Each table's comment ends with "Data as of ..."
-(the run's logical time, UTC); nothing after that moment is counted.
+**Fresh after every scoring run.** The `smarketing_score` DAG brings all marts up to date from the core
+tables (the rows of the customers and days that changed since the last run, or everything) in a staging
+schema and publishes them together in one transaction: a dashboard never sees a half-built mart, and a
+failed run leaves the previous version in place. Each table's comment ends with "Data as of ..." (the
+run's logical time, UTC); nothing after that moment is counted. `follow_ups` is a view: its `days_waiting`
+is counted to that time when you read it.
 
 **Read-only access.** Connect as a member of the role `smarketing_bi`, which can read schema `marketing`
 and nothing else (no core tables, no contact data). An administrator gives a tool its own login:

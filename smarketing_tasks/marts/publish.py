@@ -116,18 +116,23 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
         conn.commit()
         try:
             started = time.perf_counter()
-            with conn.begin():  # committed on its own: signals stay computed even if the build fails
-                refreshed = refresh_review_signals(conn, SignalRules.from_settings(settings))
-            say(f"review signals: {refreshed:,} new or stale reviews scored for tone, lukewarm answers and quotes")
-            parameters = _parameters(as_of, settings)
+            parameters, rules = _parameters(as_of, settings), SignalRules.from_settings(settings)
             with conn.begin():  # committed first: it switches the change log on before the first build reads
-                scope = _plan(conn, as_of, _digest(catalog, marts_dir, parameters),
+                scope = _plan(conn, as_of, _digest(catalog, marts_dir, parameters, rules.version),
                               full or settings.full_rebuild, catalog)
             result.mode, result.reason = ("full" if scope.full else "incremental"), scope.reason
             say(f"{result.mode} publish: {scope.reason}")
+            refreshed = 0
+            if scope.full:
+                with conn.begin():  # committed on its own: signals stay computed even if the build fails
+                    refreshed = refresh_review_signals(conn, rules)
             with conn.begin():
                 _prepare_build(conn)
                 _claim(conn, scope, as_of)
+                # the reviews changed since the last publish (some may have changed since the refresh above)
+                refreshed += refresh_review_signals(conn, rules, review_ids_from=(
+                    f"(select key as review_id from {BUILD_SCHEMA}.claimed_changes where entity = 'review') as changed"))
+                say(f"review signals: {refreshed:,} new or stale reviews scored for tone, lukewarm answers and quotes")
                 if not scope.full:
                     result.changed = {"customers": len(scope.customers), "days": len(scope.days)}
                     say(f"changed since the last publish: {len(scope.customers):,} customers, "
@@ -191,7 +196,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _digest(catalog: list[Mart], marts_dir: Path, parameters: dict) -> str:
+def _digest(catalog: list[Mart], marts_dir: Path, parameters: dict, signal_rules: str) -> str:
     """What the published marts were built with: a change means their rows may all differ (a full rebuild)."""
     digest = hashlib.sha256()
     for mart in catalog:
@@ -199,6 +204,7 @@ def _digest(catalog: list[Mart], marts_dir: Path, parameters: dict) -> str:
         digest.update(mart.sql(marts_dir).encode())
     digest.update((marts_dir / SKU_DAYS_SQL).read_bytes())
     digest.update(repr(sorted((k, v) for k, v in parameters.items() if k != "as_of")).encode())
+    digest.update(signal_rules.encode())  # quotes and lukewarm flags of testimonials and product_feedback
     return digest.hexdigest()
 
 
@@ -248,8 +254,9 @@ def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
     between is both built and left for the next publish (built twice, never missed)."""
     conn.execute(sa.text(
         f"create table {BUILD_SCHEMA}.claimed_changes as "
-        "select change_id, entity, customer_id, day from smarketing.mart_changes where effective_at <= :as_of"),
+        "select change_id, entity, key, day from smarketing.mart_changes where effective_at <= :as_of"),
         {"as_of": as_of})
+    conn.exec_driver_sql(f"analyze {BUILD_SCHEMA}.claimed_changes")  # the scope queries below join it
     if scope.full:
         # rows dated after the as-of (loaded early, or before the log was on) are logged anew, so that the
         # first incremental publish that reaches their time recomputes what they touch
@@ -258,7 +265,7 @@ def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
         return
     claimed = f"{BUILD_SCHEMA}.claimed_changes"
     scope.customers = list(conn.execute(sa.text(
-        f"select distinct customer_id from {claimed} where entity = 'customer' order by 1")).scalars())
+        f"select distinct key from {claimed} where entity = 'customer' order by 1")).scalars())
     # a scoring date D sets the customer-base columns of the days from D-1 until the next scoring date's eve
     scope.days = list(conn.execute(sa.text(f"""
         with last as (select (cast(:as_of as timestamptz) - interval '1 microsecond')::date as day)

@@ -13,21 +13,20 @@ scores as (
       and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
+-- the previous run's segment and score by lead() over the same window: no self-join of the ranked rows
+-- (a join the planner misjudged into a nested loop for an incremental publish's few customers)
 ranked as (
     select
         scores.*,
-        row_number() over (partition by customer_id order by score_date desc) as run_recency
+        row_number() over runs as run_recency,
+        lead(segment) over runs as previous_segment,
+        lead(advocate_score) over runs as previous_advocate_score
     from scores
+    window runs as (partition by customer_id order by score_date desc)
 ),
 
 latest as (
     select * from ranked where run_recency = 1
-),
-
-previous as (
-    select customer_id, segment, advocate_score
-    from ranked
-    where run_recency = 2
 ),
 
 waiting_follow_ups as (
@@ -43,8 +42,8 @@ final as (
         latest.customer_id,
         latest.segment,
         latest.advocate_score,
-        previous.segment as previous_segment,
-        latest.advocate_score - previous.advocate_score as score_change,
+        latest.previous_segment,
+        latest.advocate_score - latest.previous_advocate_score as score_change,
         latest.is_lukewarm,
         latest.nps_class,
         latest.last_rating,
@@ -66,7 +65,6 @@ final as (
         latest.score_date,
         latest.scored_at
     from latest
-    left join previous on previous.customer_id = latest.customer_id
     left join smarketing.customers as customers on customers.customer_id = latest.customer_id
     left join waiting_follow_ups on waiting_follow_ups.customer_id = latest.customer_id
 )

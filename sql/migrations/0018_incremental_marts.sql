@@ -2,9 +2,9 @@
 -- changed since the last publish, instead of every mart from the whole history.
 --
 -- * mart_changes: a change log filled by statement-level triggers on every table a mart reads, naming what
---   a changed row touches: a customer (advocates, follow_ups, rewards), a calendar day (loop_kpis_daily and
---   outreach_funnel, whose rows are per day), a product and day (the sales partials below) or a scoring
---   date (the days whose customer-base columns it sets). A publish claims the entries effective by its
+--   a changed row touches: a customer (advocates, follow_ups, rewards), a review (its signals are checked
+--   for staleness), a calendar day (loop_kpis_daily and outreach_funnel, whose rows are per day), a product
+--   and day (the sales partials below) or a scoring date (the days whose customer-base columns it sets). A publish claims the entries effective by its
 --   as-of in the transaction that publishes, so a change committed meanwhile stays for the next one.
 -- * mart_publishes: one row per publish (full or incremental), with a digest of the mart SQL, catalog and
 --   settings: a different digest, a first publish or an earlier as-of (a backfill) means a full rebuild.
@@ -13,9 +13,8 @@
 
 create table smarketing.mart_changes (
     change_id     bigint generated always as identity primary key,
-    entity        text not null check (entity in ('customer', 'day', 'sku_day', 'score_date')),
-    customer_id   text,                   -- entity customer
-    sku           text,                   -- entity sku_day
+    entity        text not null check (entity in ('customer', 'review', 'day', 'sku_day', 'score_date')),
+    key           text,                   -- customer_id (customer), review_id (review), sku (sku_day)
     day           date,                   -- entity day, sku_day, score_date
     effective_at  timestamptz not null    -- the row's event time: the change counts from then on
 );
@@ -72,7 +71,7 @@ create index if not exists follow_ups_updated_day_idx on smarketing.follow_ups (
 create index if not exists rewards_customer_idx on smarketing.rewards (customer_id);
 
 -- Change capture. smarketing.mart_change_sources holds, per table a mart reads, SELECTs over a set of its rows
--- ({rows}) that return (entity, customer_id, sku, day, effective_at): what those rows touch. Statement-level
+-- ({rows}) that return (entity, key, day, effective_at): what those rows touch. Statement-level
 -- triggers run them over their transition tables, so a bulk load pays one insert per statement; nothing is
 -- logged before the first publish (a full one). A full publish runs them over the whole tables for the rows
 -- dated after its as-of (smarketing.log_future_mart_changes), so rows loaded early still count when due.
@@ -97,7 +96,7 @@ begin
                                          else array['new_rows', 'old_rows'] end
     loop
         foreach template in array tg_argv loop
-            execute 'insert into smarketing.mart_changes (entity, customer_id, sku, day, effective_at) '
+            execute 'insert into smarketing.mart_changes (entity, key, day, effective_at) '
                 || replace(template, '{rows}', relation);
         end loop;
     end loop;
@@ -111,9 +110,9 @@ declare
     spec record;
 begin
     for spec in select table_name, template from smarketing.mart_change_sources order by 1, 2 loop
-        execute 'insert into smarketing.mart_changes (entity, customer_id, sku, day, effective_at) '
+        execute 'insert into smarketing.mart_changes (entity, key, day, effective_at) '
             || 'select * from (' || replace(spec.template, '{rows}', 'smarketing.' || quote_ident(spec.table_name))
-            || ') as touched (entity, customer_id, sku, day, effective_at) where effective_at > $1'
+            || ') as touched (entity, key, day, effective_at) where effective_at > $1'
             using as_of;
     end loop;
 end
@@ -124,12 +123,12 @@ declare
     -- the send day of the messages a response row answers (outreach_funnel, loop_kpis_daily's answers);
     -- {time} is the response's own time column
     answered constant text :=
-        'select distinct ''day'', null::text, null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.{time}, m.sent_at) '
+        'select distinct ''day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.{time}, m.sent_at) '
         || 'from {rows} r join smarketing.outreach_messages m on m.message_id = r.message_id '
         || 'where m.sent_at is not null';
     -- a row's UTC day of {time}, effective from {time}
     on_day constant text :=
-        'select distinct ''day'', null::text, null::text, ({time} at time zone ''UTC'')::date, {time} from {rows} where {time} is not null';
+        'select distinct ''day'', null::text, ({time} at time zone ''UTC'')::date, {time} from {rows} where {time} is not null';
     spec record;
     operation text;
     arguments text;
@@ -138,29 +137,30 @@ begin
     select table_name, unnest(templates)
     from (values
         ('customers', array[
-            'select distinct ''customer'', customer_id, null::text, null::date, ''-infinity''::timestamptz from {rows}']),
+            'select distinct ''customer'', customer_id, null::date, ''-infinity''::timestamptz from {rows}']),
         ('advocate_scores', array[
-            'select distinct ''customer'', customer_id, null::text, null::date, score_date::timestamp at time zone ''UTC'' from {rows}']),
+            'select distinct ''customer'', customer_id, null::date, score_date::timestamp at time zone ''UTC'' from {rows}']),
         ('follow_ups', array[
-            'select distinct ''customer'', customer_id, null::text, null::date, created_at from {rows}',
+            'select distinct ''customer'', customer_id, null::date, created_at from {rows}',
             replace(on_day, '{time}', 'created_at'),
             replace(on_day, '{time}', 'updated_at') || ' and status in (''resolved'', ''dismissed'')']),
         ('rewards', array[
-            'select distinct ''customer'', customer_id, null::text, null::date, issued_at from {rows}']),
+            'select distinct ''customer'', customer_id, null::date, issued_at from {rows}']),
         ('orders', array[
             replace(on_day, '{time}', 'ordered_at'),
             replace(on_day, '{time}', 'delivered_at'),
-            'select distinct ''sku_day'', null::text, i.sku, (o.ordered_at at time zone ''UTC'')::date, o.ordered_at '
+            'select distinct ''sku_day'', i.sku, (o.ordered_at at time zone ''UTC'')::date, o.ordered_at '
                 || 'from {rows} o join smarketing.order_items i on i.order_id = o.order_id']),
         ('order_items', array[
-            'select distinct ''sku_day'', null::text, i.sku, (o.ordered_at at time zone ''UTC'')::date, o.ordered_at '
+            'select distinct ''sku_day'', i.sku, (o.ordered_at at time zone ''UTC'')::date, o.ordered_at '
                 || 'from {rows} i join smarketing.orders o on o.order_id = i.order_id']),
         ('outreach_messages', array[
             replace(on_day, '{time}', 'sent_at')]),
         ('reviews', array[
+            'select distinct ''review'', review_id, null::date, ''-infinity''::timestamptz from {rows}',
             replace(on_day, '{time}', 'created_at'),
             replace(answered, '{time}', 'created_at'),
-            'select distinct ''day'', null::text, null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.created_at, m.sent_at) '
+            'select distinct ''day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.created_at, m.sent_at) '
                 || 'from {rows} r join smarketing.outreach_messages m on m.order_id = r.order_id '
                 || 'where m.kind = ''review_request'' and m.sent_at is not null']),
         ('social_posts', array[
@@ -175,7 +175,7 @@ begin
         ('suppressions', array[
             replace(on_day, '{time}', 'suppressed_at')]),
         ('score_runs', array[
-            'select distinct ''score_date'', null::text, null::text, score_date, score_date::timestamp at time zone ''UTC'' from {rows}'])
+            'select distinct ''score_date'', null::text, score_date, score_date::timestamp at time zone ''UTC'' from {rows}'])
         ) as t (table_name, templates);
 
     for spec in select table_name, array_agg(template order by template) as templates

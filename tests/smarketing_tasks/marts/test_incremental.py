@@ -51,6 +51,9 @@ def a_normal_day(engine: sa.Engine) -> None:
                    'en', 'm9', '2026-11-22 15:00+00', 'test'),
                   ('r8', 'c4', 'o4', 'SKU-C', 2, null, 'The mug chipped in the dishwasher.', false, false,
                    'en', null, '2026-11-22 16:00+00', 'test')""",
+        # a customer edits an old review: its signals (quote, tone) are stale until the publish refreshes them
+        """update smarketing.reviews set title = null, body = 'Still my favourite jacket after a month of hiking. Brilliant!'
+           where review_id = 'r1'""",
         """insert into smarketing.social_posts (post_id, platform, customer_id, referral_code, followers,
                posted_at, message_id, source)
            values ('p3', 'instagram', 'c2', null, 800, '2026-11-22 17:00+00', 'm2', 'test')""",
@@ -88,10 +91,13 @@ def published(warehouse: sa.Engine) -> sa.Engine:
 
 def test_an_incremental_publish_after_a_normal_day_equals_a_full_rebuild(published):
     advocates_before, follow_ups_before = row_versions(published, "advocates"), row_versions(published, "follow_ups")
+    testimonials_before = snapshot(published)["testimonials"]
     a_normal_day(published)
 
     result = publish_marts(published, NEXT)
     incremental = snapshot(published)
+    r1 = [row for row in incremental["testimonials"] if row[0].startswith("(r1,")]
+    assert r1 != [row for row in testimonials_before if row[0].startswith("(r1,")]  # its signals were refreshed
 
     assert result["mode"] == "incremental"
     # c1: a score dated 11-23 loaded before the first publish; c2, c5: rescored; c3: moved country; c5 also
@@ -118,6 +124,7 @@ def test_an_incremental_publish_after_a_normal_day_equals_a_full_rebuild(publish
             "select days_waiting from marketing.follow_ups where customer_id = 'c3'")).scalar()
         name = conn.execute(sa.text("select product_name from marketing.product_feedback where sku = 'SKU-A'")).scalar()
     assert answered == 2 and opened == 1 and waiting == 5 and name == "Alpine Jacket v3"
+
 
 
 def test_days_waiting_ages_every_waiting_follow_up_without_rewriting_them(published):
