@@ -19,8 +19,9 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _TYPE = re.compile(r"^[a-z ]+(\(\d+(, ?\d+)?\))?$")
 _SQL_FILE = re.compile(r"^[a-z]+_[a-z0-9_]+\.sql$")  # <verb>_<object>.sql
 # How an incremental publish refreshes a mart: the rows of the changed customers (merged into the published
-# table), the rows of the changed days (with the other days copied from the published table), or whole.
-REFRESH_KEYS: dict[str, str | None] = {"customers": "customer_id", "days": "day", "whole": None}
+# table), the rows of the changed activity or send days (the other days copied from the published table), or
+# whole; and the key column that names them.
+REFRESH_KEYS: dict[str, str | None] = {"customers": "customer_id", "days": "day", "send_days": "day", "whole": None}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 -- (their message_id); the response rate is over delivered messages, with a Wilson score interval
 -- (z for :confidence, both passed in by the build).
 -- Parameters: :as_of (timestamptz), :z (double precision), :confidence (double precision); :full (boolean) or
--- else only the send days in :changed_days (date[]) for an incremental publish: their messages, and the events
+-- else only the send days in :changed_send_days (date[]) for an incremental publish: their messages, and the events
 -- and responses of those messages (by message_id).
 
 with
@@ -14,7 +14,7 @@ sent_messages as (
     from smarketing.outreach_messages
     where status = 'sent'
       and sent_at <= :as_of
-      and (cast(:full as boolean) or (sent_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
+      and (cast(:full as boolean) or (sent_at at time zone 'UTC')::date = any(cast(:changed_send_days as date[])))
 ),
 
 message_events as (

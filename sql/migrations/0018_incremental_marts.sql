@@ -3,8 +3,9 @@
 --
 -- * mart_changes: a change log filled by statement-level triggers on every table a mart reads, naming what
 --   a changed row touches: a customer (advocates, follow_ups, rewards), a review (its signals are checked
---   for staleness), a calendar day (loop_kpis_daily and outreach_funnel, whose rows are per day), a product
---   and day (the sales partials below) or a scoring date (the days whose customer-base columns it sets). A publish claims the entries effective by its
+--   for staleness), a calendar day (loop_kpis_daily's rows are per day), a send day (outreach_funnel's rows
+--   are per day its messages were sent; an answer or event counts there), a product and day (the sales
+--   partials below) or a scoring date (the days whose customer-base columns it sets). A publish claims the entries effective by its
 --   as-of in the transaction that publishes, so a change committed meanwhile stays for the next one.
 -- * mart_publishes: one row per publish (full or incremental), with a digest of the mart SQL, catalog and
 --   settings: a different digest, a first publish or an earlier as-of (a backfill) means a full rebuild.
@@ -13,9 +14,9 @@
 
 create table smarketing.mart_changes (
     change_id     bigint generated always as identity primary key,
-    entity        text not null check (entity in ('customer', 'review', 'day', 'sku_day', 'score_date')),
+    entity        text not null check (entity in ('customer', 'review', 'day', 'send_day', 'sku_day', 'score_date')),
     key           text,                   -- customer_id (customer), review_id (review), sku (sku_day)
-    day           date,                   -- entity day, sku_day, score_date
+    day           date,                   -- entity day, send_day, sku_day, score_date
     effective_at  timestamptz not null    -- the row's event time: the change counts from then on
 );
 create index mart_changes_effective_idx on smarketing.mart_changes (effective_at);
@@ -120,10 +121,10 @@ $$;
 
 do $$
 declare
-    -- the send day of the messages a response row answers (outreach_funnel, loop_kpis_daily's answers);
-    -- {time} is the response's own time column
+    -- the send day of the messages a response or event row names (outreach_funnel counts it there);
+    -- {time} is the row's own time column
     answered constant text :=
-        'select distinct ''day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.{time}, m.sent_at) '
+        'select distinct ''send_day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.{time}, m.sent_at) '
         || 'from {rows} r join smarketing.outreach_messages m on m.message_id = r.message_id '
         || 'where m.sent_at is not null';
     -- a row's UTC day of {time}, effective from {time}
@@ -155,13 +156,18 @@ begin
             'select distinct ''sku_day'', i.sku, (o.ordered_at at time zone ''UTC'')::date, o.ordered_at '
                 || 'from {rows} i join smarketing.orders o on o.order_id = i.order_id']),
         ('outreach_messages', array[
-            replace(on_day, '{time}', 'sent_at')]),
+            replace(on_day, '{time}', 'sent_at'),
+            replace(replace(on_day, '{time}', 'sent_at'), '''day''', '''send_day''')]),
         ('reviews', array[
             'select distinct ''review'', review_id, null::date, ''-infinity''::timestamptz from {rows}',
             replace(on_day, '{time}', 'created_at'),
             replace(answered, '{time}', 'created_at'),
+            -- loop_kpis_daily counts a review request as answered on the day it was sent
             'select distinct ''day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.created_at, m.sent_at) '
                 || 'from {rows} r join smarketing.outreach_messages m on m.order_id = r.order_id '
+                || 'where m.kind = ''review_request'' and m.sent_at is not null',
+            'select distinct ''day'', null::text, (m.sent_at at time zone ''UTC'')::date, greatest(r.created_at, m.sent_at) '
+                || 'from {rows} r join smarketing.outreach_messages m on m.message_id = r.message_id '
                 || 'where m.kind = ''review_request'' and m.sent_at is not null']),
         ('social_posts', array[
             replace(on_day, '{time}', 'posted_at'),
