@@ -46,6 +46,8 @@ BI_ROLE = "smarketing_bi"
 _LOCK_KEY = 0x5EA4_0007  # one publisher at a time per warehouse
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
 SKU_DAYS_SQL = "refresh_mart_sku_days.sql"  # the per-product-and-day partials product marts are summed from
+# the change log entries a publish consumes: noted before its build, deleted when it commits (session-local)
+CLAIMED = "pg_temp.mart_claimed_changes"
 ROWS_SCHEMA = "smarketing"  # rows of a mart published as a view (read-time columns); BI cannot read here
 LAST_AS_OF = ("(select as_of from smarketing.mart_publishes where state = 'published' "
               "order by publish_id desc limit 1)")
@@ -138,7 +140,7 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
                 _claim(conn, scope, as_of)
                 # the reviews changed since the last publish (some may have changed since the refresh above)
                 refreshed += refresh_review_signals(conn, rules, review_ids_from=(
-                    f"(select key as review_id from {BUILD_SCHEMA}.claimed_changes where entity = 'review') as changed"))
+                    f"(select key as review_id from {CLAIMED} where entity = 'review') as changed"))
                 say(f"review signals: {refreshed:,} new or stale reviews scored for tone, lukewarm answers and quotes")
                 if not scope.full:
                     result.changed = {"customers": len(scope.customers), "days": len(scope.days),
@@ -260,18 +262,19 @@ def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
     """Note the change log entries effective by ``as_of`` (deleted when this publish commits) and, for an
     incremental publish, the customers and days they name. Read before the build, so a change committed in
     between is both built and left for the next publish (built twice, never missed)."""
+    conn.exec_driver_sql(f"drop table if exists {CLAIMED}")  # left by a publish that failed in this session
     conn.execute(sa.text(
-        f"create table {BUILD_SCHEMA}.claimed_changes as "
+        f"create temporary table {CLAIMED.removeprefix('pg_temp.')} as "
         "select change_id, entity, key, day from smarketing.mart_changes where effective_at <= :as_of"),
         {"as_of": as_of})
-    conn.exec_driver_sql(f"analyze {BUILD_SCHEMA}.claimed_changes")  # the scope queries below join it
+    conn.exec_driver_sql(f"analyze {CLAIMED}")  # the scope queries below join it
     if scope.full:
         # rows dated after the as-of (loaded early, or before the log was on) are logged anew, so that the
         # first incremental publish that reaches their time recomputes what they touch
         conn.execute(sa.text("delete from smarketing.mart_changes where effective_at > :as_of"), {"as_of": as_of})
         conn.execute(sa.text("select smarketing.log_future_mart_changes(:as_of)"), {"as_of": as_of})
         return
-    claimed = f"{BUILD_SCHEMA}.claimed_changes"
+    claimed = CLAIMED
     scope.customers = list(conn.execute(sa.text(
         f"select distinct key from {claimed} where entity = 'customer' order by 1")).scalars())
     # a scoring date D sets the customer-base columns of the days from D-1 until the next scoring date's eve
@@ -433,8 +436,8 @@ def _create_view(conn: sa.Connection, mart: Mart, stored: str, as_of: datetime) 
 
 def _finish(conn: sa.Connection, scope: Scope, rows: dict[str, int]) -> None:
     """Delete the change log entries this publish consumed and record it as published."""
-    conn.exec_driver_sql(f"delete from smarketing.mart_changes where change_id in "
-                         f"(select change_id from {BUILD_SCHEMA}.claimed_changes)")
-    conn.exec_driver_sql(f"drop schema {BUILD_SCHEMA} cascade")
+    conn.exec_driver_sql(f"delete from smarketing.mart_changes where change_id in (select change_id from {CLAIMED})")
+    conn.exec_driver_sql(f"drop table {CLAIMED}")
+    conn.exec_driver_sql(f"drop schema {BUILD_SCHEMA}")
     conn.execute(sa.text("update smarketing.mart_publishes set state = 'published', rows = cast(:rows as jsonb) "
                          "where publish_id = :p"), {"rows": json.dumps(rows), "p": scope.publish_id})
