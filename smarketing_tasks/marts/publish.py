@@ -203,7 +203,8 @@ def _bound(sql: str, parameters: dict) -> dict:
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A SQL string literal for exec_driver_sql, whose driver reads % as a placeholder even without parameters."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
 
 def _digest(catalog: list[Mart], marts_dir: Path, parameters: dict, signal_rules: str) -> str:
@@ -366,8 +367,9 @@ def _comment_table(conn: sa.Connection, table: str, mart: Mart, as_of: datetime,
 
 def _comment(conn: sa.Connection, table: str, mart: Mart, as_of: datetime, kind: str = "table") -> None:
     _comment_table(conn, table, mart, as_of, kind)
-    for column in mart.columns:
-        conn.exec_driver_sql(f"comment on column {table}.{column.name} is {_literal(column.description)}")
+    # one round trip for all columns (up to 40 statements a mart)
+    conn.exec_driver_sql("; ".join(f"comment on column {table}.{column.name} is {_literal(column.description)}"
+                                   for column in mart.columns))
 
 
 def _audit(conn: sa.Connection, catalog: list[Mart]) -> None:
