@@ -123,7 +123,15 @@ def test_marts_keep_their_last_good_version_when_the_build_breaks_a_suite(loaded
     with warehouse.connect() as conn:
         good = conn.execute(sa.text("select customer_id, advocate_score from marketing.advocates order by 1")).all()
 
+    with warehouse.begin() as conn:  # the next run rescored three customers: an incremental publish builds them
+        conn.execute(sa.text(
+            "insert into smarketing.advocate_scores (customer_id, score_date, advocate_score, segment, is_lukewarm, "
+            "scored_at) select customer_id, date '2026-11-22', 60, 'promising', false, :t "
+            "from smarketing.customers order by customer_id limit 3"), {"t": END})
+    seen = {}
+
     def corrupt_then_gate(conn: sa.Connection, schema: str, changed_only: frozenset) -> None:
+        seen["changed_only"] = changed_only
         conn.execute(sa.text(f"update {schema}.advocates set advocate_score = 150 "
                              f"where customer_id = (select min(customer_id) from {schema}.advocates)"))
         conn.commit()
@@ -133,6 +141,7 @@ def test_marts_keep_their_last_good_version_when_the_build_breaks_a_suite(loaded
         publish_marts(warehouse, END + timedelta(hours=1), before_publish=corrupt_then_gate)
 
     message = str(failure.value)
+    assert "advocates" in seen["changed_only"]  # the changed customers' rows alone, audited row by row
     assert "suite 'advocates'" in message and "marketing_build.advocates" in message
     assert "expect_column_values_to_be_between(advocate_score)" in message and "150" in message
     with warehouse.connect() as conn:
