@@ -53,8 +53,9 @@ def _quote_literal(value: str) -> str:
 
 
 @cache
-def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozenset()) -> str:
-    typed = typed_columns(dataset, safe)
+def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozenset(),
+                 trusted: frozenset[str] = frozenset()) -> str:
+    typed = typed_columns(dataset, safe, trusted)
     typed_select = ", ".join(f"{expression} as {column}" for column, (_, expression) in typed.items())
     flags = ", ".join(f"case when {rule.broken} then {number} end"
                       for number, rule in enumerate(rules(dataset), 1) if rule.name not in cannot_break)
@@ -106,17 +107,19 @@ def _keys(dataset: str) -> str:
 
 
 def check_landed(conn: sa.Connection, dataset: str, until: datetime,
-                 cannot_break: frozenset[str] = frozenset(), settle_duplicates: bool = True) -> CheckedWindow:
+                 cannot_break: frozenset[str] = frozenset(), settle_duplicates: bool = True,
+                 trusted: frozenset[str] = frozenset()) -> CheckedWindow:
     """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later).
 
     ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out.
+    ``trusted``: columns a typed source printed, cast without a shape check (``rules.typed_columns``).
     ``settle_duplicates=False`` leaves rows sharing a key for later (``settle_duplicate_keys``): a load into
     an empty table learns from its primary key, for free, whether there are any."""
     import sqlalchemy as sa
 
     if dataset == "customers":
         _create_known_zones(conn)
-    _type_and_flag(conn, dataset, until, cannot_break)
+    _type_and_flag(conn, dataset, until, cannot_break, trusted)
     conn.exec_driver_sql(
         f"create temporary table rejects_{dataset} (_row bigint, record_key text, rule text, reason text, raw jsonb, "
         "raw_hash text) on commit drop"
@@ -143,7 +146,8 @@ def settle_duplicate_keys(conn: sa.Connection, dataset: str, checked: CheckedWin
     return CheckedWindow(checked.rows_landed, checked.rows_clean - int(skipped), int(rejected), checked.max_change)
 
 
-def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str]) -> None:
+def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str],
+                   trusted: frozenset[str]) -> None:
     """Create ``checked_<dataset>``: optimistically with direct casts; if a well-shaped impossible value
     ('2026-13-45') makes a cast raise, again with the safe casts that turn it into a reject."""
     import psycopg
@@ -151,12 +155,12 @@ def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_br
 
     savepoint = conn.begin_nested()
     try:
-        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break, trusted)), {"until": until})
     except sa.exc.DBAPIError as error:
         if not isinstance(error.orig, psycopg.DataError):
             raise
         savepoint.rollback()
-        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break, trusted)), {"until": until})
     else:
         savepoint.commit()
 

@@ -35,6 +35,11 @@ class CopySource(Protocol):
 
     def copy_text(self, dataset: str, window: Window) -> Iterator[bytes]: ...
 
+    def typed_source_columns(self, dataset: str) -> frozenset[str]:
+        """Reference columns the source stores in the warehouse's own type (printed in ISO form by
+        ``copy_text``), which the check may cast without a shape check."""
+        ...
+
 
 def landing_table(dataset: str) -> str:
     return f"landing_{dataset}"

@@ -261,12 +261,13 @@ def ingest_dataset(
         copied = _land_by_copy(conn, source, dataset, window, progress) if isinstance(source, CopySource) else None
         if copied is None:
             landed = land_frames(conn, dataset, source.read(dataset, window, batch_rows), progress)
-            cannot_break = frozenset()
+            cannot_break, trusted = frozenset(), frozenset()
         else:
             landed, cannot_break = copied.rows, copied.rules_it_cannot_break()
+            trusted = source.typed_source_columns(dataset)
         progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
         into_empty = _lock_if_empty(conn, dataset)
-        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty)
+        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty, trusted=trusted)
         if into_empty:
             checked = _load_into_empty(conn, dataset, source.name, checked)
         else:

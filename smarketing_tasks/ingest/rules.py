@@ -70,25 +70,51 @@ _NUMBER_SHAPE = "translate(l.{c}, '0123456789+-.eE ', '') = ''"
 _INTEGER_SHAPE = "translate(l.{c}, '0123456789+- ', '') = ''"
 
 
+# The words a typed source column can print that the shape checks turn away (no real time or amount).
+_SPECIAL_TIMESTAMPS = "('infinity', '-infinity')"
+_SPECIAL_NUMBERS = "('NaN', 'Infinity', '-Infinity')"
+# Source column types whose printed values need no shape check (``typed_source_columns``).
+SOURCE_TYPES = {"timestamptz": "timestamp with time zone", "numeric": "numeric", "integer": "integer"}
+
+
+def column_type(dataset: str, column: str) -> str:
+    """The warehouse type of a reference column: timestamptz, numeric, integer or text."""
+    if column in TIMESTAMP_COLUMNS[dataset]:
+        return "timestamptz"
+    if column in ("total_amount", "unit_price"):
+        return "numeric"
+    if column in ("line_no", "quantity"):
+        return "integer"
+    return "text"
+
+
 @cache
-def typed_columns(dataset: str, safe: bool = True) -> dict[str, tuple[str, str]]:
+def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = frozenset()) -> dict[str, tuple[str, str]]:
     """Column -> (SQL type, SQL expression over the landed row ``l``), reference columns first.
 
     ``safe=False`` is the optimistic form: after the shape check it casts directly, which costs a third
     of the ``smarketing.try_*`` functions but raises on a well-shaped impossible value ('2026-13-45',
     '1e99999'); the caller then runs the safe form, which turns such a value into null (and a reject).
+    ``trusted``: columns printed by a source column of the same type (``typed_source_columns``): their text
+    is the type's own output, so it casts without a shape check; only the special words are still refused.
     """
     timestamps = TIMESTAMP_COLUMNS[dataset]
 
     def timestamp(c: str) -> str:
+        if c in trusted:
+            return f"case when l.{c} in {_SPECIAL_TIMESTAMPS} then null else l.{c}::timestamptz end"
         if safe:
             return f"smarketing.try_timestamptz(l.{c})"
         return f"case when {_TIMESTAMP_SHAPE.format(c=c)} then l.{c}::timestamptz end"
 
     def number(c: str) -> str:
+        if c in trusted:
+            return f"case when l.{c} in {_SPECIAL_NUMBERS} then null else l.{c}::numeric end"
         return f"smarketing.try_numeric(l.{c})" if safe else f"case when {_NUMBER_SHAPE.format(c=c)} then l.{c}::numeric end"
 
     def integer(c: str) -> str:
+        if c in trusted:
+            return f"l.{c}::integer"
         if safe:
             return f"smarketing.try_integer(l.{c})"
         return f"case when {_INTEGER_SHAPE.format(c=c)} then l.{c}::integer else smarketing.try_integer(l.{c}) end"

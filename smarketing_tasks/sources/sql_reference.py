@@ -63,6 +63,7 @@ class ReferenceSqlSource:
 
         with self.engine.connect() as conn:
             conn.exec_driver_sql("set time zone 'UTC'")
+            conn.exec_driver_sql("set datestyle to 'ISO'")  # whatever the server's default, ISO 8601 out
             exists = conn.exec_driver_sql(f"select to_regclass('{self.schema}.{dataset}')").scalar()
             if exists is None:
                 return
@@ -70,6 +71,23 @@ class ReferenceSqlSource:
                 f"copy ({self.query(dataset, window)}) to stdout with (encoding 'UTF8')"
             ) as copy:
                 yield from copy
+
+    def typed_source_columns(self, dataset: str) -> frozenset[str]:
+        """Reference columns whose shop column has the warehouse's type (a shop may keep text instead)."""
+        import sqlalchemy as sa
+
+        from smarketing_tasks.ingest.rules import SOURCE_TYPES, column_type
+
+        wanted = {c: SOURCE_TYPES[column_type(dataset, c)] for c in SOURCE_COLUMNS[dataset]
+                  if column_type(dataset, c) != "text"}
+        # Order lines take updated_at from their order (see ``query``).
+        origin = {c: ("orders" if dataset == "order_items" and c == "updated_at" else dataset) for c in wanted}
+        with self.engine.connect() as conn:
+            found = {(table, column): kind for table, column, kind in conn.execute(sa.text(
+                "select table_name, column_name, data_type from information_schema.columns "
+                "where table_schema = :schema and table_name in ('customers', 'orders', 'order_items')"),
+                {"schema": self.schema})}
+        return frozenset(c for c, kind in wanted.items() if found.get((origin[c], c)) == kind)
 
     def read(self, dataset: str, window: Window, batch_rows: int) -> Iterator[pd.DataFrame]:
         from smarketing_tasks.db import copy_query_to_frames

@@ -388,3 +388,36 @@ def test_a_clean_first_load_never_looks_for_duplicate_keys(shop, warehouse):
     assert result.rows_loaded == 3
     assert not any("duplicate_keys_orders" in s for s in statements)
     assert any(s.startswith("insert into smarketing.orders") and "on conflict" not in s for s in statements)
+
+
+def test_a_typed_shop_column_is_cast_without_a_shape_check_but_still_refuses_special_words(shop, warehouse):
+    """The reference schema stores times and amounts typed, so their printed text needs no shape check;
+    'infinity' and 'NaN', which such a column can hold but no real order has, are still quarantined."""
+    source = ReferenceSqlSource(shop)
+    assert source.typed_source_columns("orders") == {"ordered_at", "shipped_at", "delivered_at", "updated_at",
+                                                     "total_amount"}
+    assert source.typed_source_columns("order_items") == {"line_no", "quantity", "unit_price", "updated_at"}
+    with shop.begin() as conn:
+        _order(conn, "O1", "placed", T0)
+        _order(conn, "O2", "placed", T0)
+        _order(conn, "O3", "placed", T0, total=float("nan"))
+        conn.exec_driver_sql("update shop.orders set ordered_at = '-infinity' where order_id = 'O2'")
+    result = ingest_dataset(source, "orders", warehouse, until=T0 + timedelta(days=1), run_id="r1")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 2)
+    with warehouse.connect() as conn:
+        rules = conn.execute(sa.text("select record_key, rule from smarketing.quarantine order by 1, 2")).all()
+    assert rules == [("O2", "bad_timestamp_ordered_at"), ("O3", "bad_total_amount")]
+
+
+def test_a_shop_that_keeps_times_as_text_gets_every_shape_check(shop, warehouse):
+    with shop.begin() as conn:
+        conn.exec_driver_sql("alter table shop.orders alter column ordered_at type text")
+        _order(conn, "O1", "placed", T0)
+        _order(conn, "O2", "placed", T0)
+        conn.exec_driver_sql("update shop.orders set ordered_at = 'yesterday' where order_id = 'O2'")
+    source = ReferenceSqlSource(shop)
+    assert "ordered_at" not in source.typed_source_columns("orders")
+    result = ingest_dataset(source, "orders", warehouse, until=T0 + timedelta(days=1), run_id="r1")
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select rule from smarketing.quarantine")).scalar() == "bad_timestamp_ordered_at"
