@@ -32,6 +32,8 @@ GOOD = {
 BROKEN_ROWS = [
     ("customers", {"customer_id": None}, "missing_customer_id", "customer_id is missing"),
     ("customers", {"customer_id": "   "}, "missing_customer_id", "customer_id is missing"),
+    ("customers", {"customer_id": "\t\r\n\f "}, "missing_customer_id", "customer_id is missing"),
+    ("order_items", {"sku": " \t"}, "missing_sku", "sku is missing"),
     ("customers", {"email": "ana(at)example"}, "malformed_email", "'ana(at)example'"),
     ("customers", {"email": "ana@@example.com"}, "malformed_email", "not a well-formed address"),
     ("customers", {"time_zone": "Mars/Olympus"}, "unknown_time_zone", "'Mars/Olympus'"),
@@ -135,3 +137,11 @@ def test_a_well_shaped_impossible_value_is_a_reject_not_a_failed_load(check_rows
     items = check_rows("order_items", _frame("order_items", huge_line, {**GOOD["order_items"], "line_no": "2.0"}), NOW)
     assert list(items.clean["line_no"]) == [2]
     assert list(items.rejects["rule"]) == ["bad_line_no"]
+
+
+def test_a_key_that_starts_with_whitespace_is_not_missing(check_rows):
+    """Only a key that is whitespace through and through is missing; one that starts with a space is kept."""
+    result = check_rows("order_items", _frame("order_items", {**GOOD["order_items"], "sku": " SKU-1"},
+                                              {**GOOD["order_items"], "line_no": "2", "sku": "\tSKU-2"}), NOW)
+    assert result.rejects.empty
+    assert sorted(result.clean["sku"]) == ["\tSKU-2", " SKU-1"]
