@@ -14,13 +14,15 @@ at the end of the simulated day (``shop_as_of``), and that moment is every stage
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -88,19 +90,16 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
     rows = 0
     extra: dict = {}
     if stage == "ingest":
-        from smarketing_tasks.ingest import ingest_dataset
         from smarketing_tasks.migrations import migrate
-        from smarketing_tasks.sources import ReferenceSqlSource
 
         migrate(warehouse)
-        source = ReferenceSqlSource(shop_url)
-        # The DAG maps `ingest` over the datasets, so they load at the same time (each in its own transaction).
-        with ThreadPoolExecutor(max_workers=len(PURCHASE_DATASETS)) as pool:
-            results = list(pool.map(
-                lambda dataset: ingest_dataset(source, dataset, warehouse, until=as_of, run_id=run_id),
-                PURCHASE_DATASETS))
-        rows = sum(result.rows_read for result in results)
-        extra["loaded"] = [result.as_dict() for result in results]
+        warehouse.dispose()  # no pooled connection crosses into the forked loaders
+        # The DAG maps `ingest` over the datasets: each loads in its own process, at the same time.
+        with ProcessPoolExecutor(max_workers=len(PURCHASE_DATASETS), mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_ingest_one, [(shop_url, warehouse_url, dataset, as_of, run_id)
+                                                  for dataset in PURCHASE_DATASETS]))
+        rows = sum(result["rows_read"] for result in results)
+        extra["loaded"] = results
     elif stage == "audit_purchases":
         from smarketing_tasks.quality.stages import PURCHASE_SUITES, audit_purchases, audit_suites
 
@@ -141,6 +140,20 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
     seconds = time.perf_counter() - started
     warehouse.dispose()
     return {"rows": rows, "seconds": seconds, **extra}
+
+
+def _ingest_one(job: tuple[str, str, str, datetime, str]) -> dict:
+    """One mapped ``ingest`` task: a dataset's window, in a process of its own."""
+    from smarketing_tasks.db import make_engine
+    from smarketing_tasks.ingest import ingest_dataset
+    from smarketing_tasks.sources import ReferenceSqlSource
+
+    shop_url, warehouse_url, dataset, as_of, run_id = job
+    warehouse = make_engine(warehouse_url)
+    try:
+        return ingest_dataset(ReferenceSqlSource(shop_url), dataset, warehouse, until=as_of, run_id=run_id).as_dict()
+    finally:
+        warehouse.dispose()
 
 
 def timed_copy(source, table: str, target, scratch: str) -> float:
@@ -398,18 +411,27 @@ def day_table(figures: list[DayFigures], days: int) -> str:
 
 
 def peak_rss_sampler() -> Callable[[], float]:
-    """Sample this process's RSS every 20 ms; returns a function giving the peak so far in MiB.
+    """Sample the RSS of this process and its children together every 20 ms (the ingest stage loads its
+    datasets in child processes, as the DAG's mapped tasks); returns the peak so far in MiB.
 
-    Not ru_maxrss: a child started by fork counts the parent's pages it had before exec."""
+    Not ru_maxrss: a child started by fork counts the parent's pages it had before exec. The sum counts
+    pages a forked child still shares with its parent twice, so it errs high."""
     import threading
 
     import psutil
 
     process, peak = psutil.Process(), [0]
 
+    def tree_rss() -> int:
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended between the listing and the reading
+                total += child.memory_info().rss
+        return total
+
     def sample() -> None:
         while True:
-            peak[0] = max(peak[0], process.memory_info().rss)
+            peak[0] = max(peak[0], tree_rss())
             time.sleep(0.02)
 
     threading.Thread(target=sample, daemon=True).start()
