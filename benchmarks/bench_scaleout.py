@@ -197,13 +197,15 @@ def build(admin: str, customers: int, days: int, end: datetime, seed: int) -> di
 
 def make_due_again(warehouse_url: str) -> dict[str, int]:
     """Messages sent by an earlier configuration become planned again (as in bench_outreach), so that every
-    configuration sends the same ones; returns the due messages per channel."""
+    configuration sends the same ones, and the text signals an earlier scoring run stored are forgotten, so
+    that every configuration analyses the same texts; returns the due messages per channel."""
     import sqlalchemy as sa
 
     from smarketing_tasks.db import make_engine
 
     engine = make_engine(warehouse_url)
     with engine.begin() as conn:
+        conn.exec_driver_sql("truncate smarketing.text_signals")
         conn.execute(sa.text(
             "update smarketing.outreach_messages set status = 'planned', attempts = 0, claimed_at = null,"
             " claimed_by = null, sent_at = null, lease_expires_at = null, provider_message_id = null"
