@@ -325,18 +325,20 @@ def _load_into_empty(conn: sa.Connection, dataset: str, source_name: str, checke
 
     from smarketing_tasks.ingest.check import settle_duplicate_keys
 
-    foreign_keys = _drop_foreign_keys(conn, dataset)
+    foreign_keys = _drop_constraints(conn, dataset, "f")
+    # With the foreign keys gone no constraint needs the primary keys while the rows go in: building one
+    # afterwards by a single sort costs less than a btree insertion per row (2M order lines: 2.5 -> 1.4 s).
+    primary_keys = _drop_constraints(conn, dataset, "p")
+    conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
     savepoint = conn.begin_nested()
     try:
-        for statement in _upsert_sql(dataset, source_name, into_empty=True):
-            conn.exec_driver_sql(statement)
+        _insert_into_empty(conn, dataset, source_name, primary_keys)
     except sa.exc.IntegrityError as error:
         if not isinstance(error.orig, psycopg.errors.UniqueViolation):
             raise
         savepoint.rollback()
         checked = settle_duplicate_keys(conn, dataset, checked)
-        for statement in _upsert_sql(dataset, source_name, into_empty=True):
-            conn.exec_driver_sql(statement)
+        _insert_into_empty(conn, dataset, source_name, primary_keys)
     else:
         savepoint.commit()
     for table, name, definition in foreign_keys:
@@ -344,14 +346,26 @@ def _load_into_empty(conn: sa.Connection, dataset: str, source_name: str, checke
     return checked
 
 
-def _drop_foreign_keys(conn: sa.Connection, dataset: str) -> list[tuple[str, str, str]]:
-    """Drop the foreign keys of ``dataset``'s target tables inside this transaction; returns what re-adds
-    them (re-adding validates every row in one join, and a failure rolls the whole load back)."""
+def _insert_into_empty(conn: sa.Connection, dataset: str, source_name: str,
+                       primary_keys: list[tuple[str, str, str]]) -> None:
+    """Insert the clean rows, then build the primary keys (which refuse the window's duplicate keys)."""
+    for statement in _upsert_sql(dataset, source_name, into_empty=True):
+        conn.exec_driver_sql(statement)
+    for table, name, definition in primary_keys:
+        conn.exec_driver_sql(f"alter table {table} add constraint {name} {definition}")
+
+
+def _drop_constraints(conn: sa.Connection, dataset: str, kind: str) -> list[tuple[str, str, str]]:
+    """Drop the foreign keys (``kind`` 'f') or primary keys ('p') of ``dataset``'s target tables inside this
+    transaction; returns what re-adds them. A primary key that a foreign key of another table still needs is
+    kept. Re-adding checks every row at once, and a failure rolls the whole load back."""
     dropped = []
     for table in _bulk_tables(dataset):
         for name, definition in conn.execute(sa.text(
-                "select conname, pg_get_constraintdef(oid) from pg_constraint "
-                "where conrelid = cast(:t as regclass) and contype = 'f' order by 1"), {"t": table}).all():
+                "select c.conname, pg_get_constraintdef(c.oid) from pg_constraint c "
+                "where c.conrelid = cast(:t as regclass) and c.contype = :kind and (c.contype = 'f' or not exists ("
+                "  select 1 from pg_constraint f where f.contype = 'f' and f.conindid = c.conindid)) "
+                "order by 1"), {"t": table, "kind": kind}).all():
             conn.exec_driver_sql(f"alter table {table} drop constraint {name}")
             dropped.append((table, name, definition))
     return dropped

@@ -355,6 +355,31 @@ def test_a_first_load_keeps_the_contact_foreign_key(shop, warehouse):
         conn.execute(sa.text("insert into smarketing.customer_contacts (customer_id, updated_at) values ('nobody', now())"))
 
 
+def test_a_first_load_builds_its_primary_keys_after_the_rows(shop, warehouse):
+    """A first load drops the primary keys no foreign key needs and builds them once the rows are in; after
+    it every target table has its key again, and the key refuses a duplicate."""
+    with shop.begin() as conn:
+        conn.execute(sa.text("insert into shop.customers (customer_id, email, accepts_marketing, updated_at) "
+                             "values ('C1', 'c1@example.com', true, :t)"), {"t": T0})
+        _order(conn, "O1", "placed", T0)
+        conn.execute(sa.text("insert into shop.order_items (order_id, line_no, sku, quantity, unit_price) "
+                             "values ('O1', 1, 'SKU-1', 1, 9.5)"))
+    statements: list[str] = []
+    sa.event.listen(warehouse, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    _ingest_all(ReferenceSqlSource(shop), warehouse, T0 + timedelta(hours=1))
+    assert sum("add constraint" in s and "primary key" in s.lower() for s in statements) == 4
+    with warehouse.connect() as conn:
+        keyed = conn.execute(sa.text(
+            "select conrelid::regclass::text from pg_constraint where contype = 'p' and conrelid = any(cast(:t as regclass[])) "
+            "order by 1"), {"t": ["smarketing.customers", "smarketing.customer_contacts", "smarketing.orders",
+                                  "smarketing.order_items"]}).scalars().all()
+    assert keyed == ["smarketing.customer_contacts", "smarketing.customers", "smarketing.order_items",
+                     "smarketing.orders"]
+    with pytest.raises(sa.exc.IntegrityError), warehouse.begin() as conn:
+        conn.execute(sa.text("insert into smarketing.order_items (order_id, line_no, sku, quantity, unit_price) "
+                             "values ('O1', 1, 'SKU-2', 1, 1)"))
+
+
 def test_a_first_load_with_duplicate_keys_settles_them_as_any_run_does(shop, warehouse):
     """A first load inserts without looking for duplicate keys first; when the primary key finds some, the
     insert is undone and they are settled: the newest version wins, an identical copy collapses, and
