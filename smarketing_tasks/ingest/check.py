@@ -32,6 +32,7 @@ class CheckedWindow:
     rows_clean: int  # rows to upsert (after superseded versions and identical copies are set aside)
     rows_rejected: int  # distinct landed rows with at least one reject record
     max_change: datetime | None  # latest change time among rows not later than the run's time
+    landed_typed: frozenset[str] = frozenset()  # columns landed in their own type (binary COPY)
 
 
 @dataclass
@@ -54,11 +55,11 @@ def _quote_literal(value: str) -> str:
 
 @cache
 def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozenset(),
-                 trusted: frozenset[str] = frozenset()) -> str:
-    typed = typed_columns(dataset, safe, trusted)
+                 trusted: frozenset[str] = frozenset(), landed_typed: frozenset[str] = frozenset()) -> str:
+    typed = typed_columns(dataset, safe, trusted, landed_typed)
     typed_select = ", ".join(f"{expression} as {column}" for column, (_, expression) in typed.items())
     flags = ", ".join(f"case when {rule.broken} then {number} end"
-                      for number, rule in enumerate(rules(dataset), 1) if rule.name not in cannot_break)
+                      for number, rule in enumerate(rules(dataset, landed_typed), 1) if rule.name not in cannot_break)
     return (
         f"create temporary table checked_{dataset} on commit drop as "
         f"select l._row, t.*, array_remove(array[{flags}]::integer[], null) as broken "
@@ -68,29 +69,36 @@ def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozen
 
 def _record_key(dataset: str) -> str:
     keys = KEY_COLUMNS[dataset]
-    joined = " || '/' || ".join(f"coalesce(l.{k}, '')" for k in keys)
-    return f"case when coalesce({', '.join(f'l.{k}' for k in keys)}) is null then null else {joined} end"
+    joined = " || '/' || ".join(f"coalesce(l.{k}::text, '')" for k in keys)
+    return f"case when num_nonnulls({', '.join(f'l.{k}' for k in keys)}) = 0 then null else {joined} end"
 
 
-_RAW = (
-    f"to_jsonb(l) - '_row' - '_nul_columns' - case when l.{SOURCE_ERROR} is null "
-    f"then array['{SOURCE_ERROR}', '_raw_line'] else array[]::text[] end"
-)
+def _raw(landed_typed: frozenset[str]) -> str:
+    """The landed row as JSON, every value as the text the source printed (a typed column is printed again,
+    in the ISO form a text COPY carries, so a row's raw record and its hash do not depend on the landing)."""
+    raw = (f"to_jsonb(l) - '_row' - '_nul_columns' - case when l.{SOURCE_ERROR} is null "
+           f"then array['{SOURCE_ERROR}', '_raw_line'] else array[]::text[] end")
+    if landed_typed:
+        printed = ", ".join(f"'{c}', l.{c}::text" for c in sorted(landed_typed))
+        raw = f"({raw}) || jsonb_build_object({printed})"
+    return raw
 
 
-def _reject_insert(dataset: str, rows: str, rule: str, reason: str, extra_from: str = "") -> str:
+def _reject_insert(dataset: str, rows: str, rule: str, reason: str, extra_from: str = "",
+                   landed_typed: frozenset[str] = frozenset()) -> str:
     """INSERT reject records for the landed rows selected by ``rows`` (a query giving ``_row`` [, no])."""
     return (
         f"insert into rejects_{dataset} (_row, record_key, rule, reason, raw, raw_hash) "
         f"select l._row, {_record_key(dataset)}, {rule}, left({reason}, 1000), j.raw, "
         "encode(sha256(convert_to(j.raw::text, 'UTF8')), 'hex') "
-        f"from ({rows}) b join landing_{dataset} l using (_row) cross join lateral (select {_RAW} as raw) j {extra_from}"
+        f"from ({rows}) b join landing_{dataset} l using (_row) "
+        f"cross join lateral (select {_raw(landed_typed)} as raw) j {extra_from}"
     )
 
 
 @cache
-def _rule_rejects_sql(dataset: str) -> str:
-    found = rules(dataset)
+def _rule_rejects_sql(dataset: str, landed_typed: frozenset[str] = frozenset()) -> str:
+    found = rules(dataset, landed_typed)
     names = "array[" + ", ".join(_quote_literal(r.name) for r in found) + "]"
     reasons = "case f.no " + " ".join(f"when {n} then {r.reason}" for n, r in enumerate(found, 1)) + " end"
     return _reject_insert(
@@ -99,6 +107,7 @@ def _rule_rejects_sql(dataset: str) -> str:
         f"({names})[f.no]",
         reasons,
         "cross join lateral unnest(b.broken) as f(no)",
+        landed_typed,
     )
 
 
@@ -108,18 +117,19 @@ def _keys(dataset: str) -> str:
 
 def check_landed(conn: sa.Connection, dataset: str, until: datetime,
                  cannot_break: frozenset[str] = frozenset(), settle_duplicates: bool = True,
-                 trusted: frozenset[str] = frozenset()) -> CheckedWindow:
+                 trusted: frozenset[str] = frozenset(), landed_typed: frozenset[str] = frozenset()) -> CheckedWindow:
     """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later).
 
     ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out.
     ``trusted``: columns a typed source printed, cast without a shape check (``rules.typed_columns``).
+    ``landed_typed``: columns that landed in their own type (``landing.create_landing``).
     ``settle_duplicates=False`` leaves rows sharing a key for later (``settle_duplicate_keys``): a load into
     an empty table learns from its primary key, for free, whether there are any."""
     import sqlalchemy as sa
 
     if dataset == "customers":
         _create_known_zones(conn)
-    _type_and_flag(conn, dataset, until, cannot_break, trusted)
+    _type_and_flag(conn, dataset, until, cannot_break, trusted, landed_typed)
     conn.exec_driver_sql(
         f"create temporary table rejects_{dataset} (_row bigint, record_key text, rule text, reason text, raw jsonb, "
         "raw_hash text) on commit drop"
@@ -130,8 +140,8 @@ def check_landed(conn: sa.Connection, dataset: str, until: datetime,
         f"select count(*), count(*) filter (where cardinality(broken) = 0), "
         f"max({change}) filter (where {change} <= :until) from checked_{dataset}"), {"until": until}).one()
     if landed > clean:
-        conn.execute(sa.text(_rule_rejects_sql(dataset)), {"until_text": until.isoformat()})
-    checked = CheckedWindow(int(landed), int(clean), int(landed) - int(clean), max_change)
+        conn.execute(sa.text(_rule_rejects_sql(dataset, landed_typed)), {"until_text": until.isoformat()})
+    checked = CheckedWindow(int(landed), int(clean), int(landed) - int(clean), max_change, landed_typed)
     return settle_duplicate_keys(conn, dataset, checked) if settle_duplicates else checked
 
 
@@ -139,15 +149,16 @@ def settle_duplicate_keys(conn: sa.Connection, dataset: str, checked: CheckedWin
     """Set aside older versions and identical copies, quarantine conflicting versions (see
     ``_set_duplicates_aside``); returns ``checked`` with the rows left to load and the rows rejected."""
     if checked.rows_clean > 1:
-        _set_duplicates_aside(conn, dataset)
+        _set_duplicates_aside(conn, dataset, checked.landed_typed)
     rejected, skipped = conn.exec_driver_sql(
         f"select count(distinct _row), (select count(*) from skipped_{dataset}) from rejects_{dataset}").one()
     # skipped_ holds the conflicting versions too (they are quarantined, not loaded)
-    return CheckedWindow(checked.rows_landed, checked.rows_clean - int(skipped), int(rejected), checked.max_change)
+    return CheckedWindow(checked.rows_landed, checked.rows_clean - int(skipped), int(rejected), checked.max_change,
+                         checked.landed_typed)
 
 
 def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str],
-                   trusted: frozenset[str]) -> None:
+                   trusted: frozenset[str], landed_typed: frozenset[str]) -> None:
     """Create ``checked_<dataset>``: optimistically with direct casts; if a well-shaped impossible value
     ('2026-13-45') makes a cast raise, again with the safe casts that turn it into a reject."""
     import psycopg
@@ -155,17 +166,17 @@ def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_br
 
     savepoint = conn.begin_nested()
     try:
-        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break, trusted)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break, trusted, landed_typed)), {"until": until})
     except sa.exc.DBAPIError as error:
         if not isinstance(error.orig, psycopg.DataError):
             raise
         savepoint.rollback()
-        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break, trusted)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break, trusted, landed_typed)), {"until": until})
     else:
         savepoint.commit()
 
 
-def _set_duplicates_aside(conn: sa.Connection, dataset: str) -> None:
+def _set_duplicates_aside(conn: sa.Connection, dataset: str, landed_typed: frozenset[str]) -> None:
     """Among clean rows sharing a key: the newest version wins and older ones are skipped; several newest
     versions with different content are all quarantined (we cannot tell which is right); identical copies
     collapse to one."""
@@ -197,6 +208,7 @@ def _set_duplicates_aside(conn: sa.Connection, dataset: str) -> None:
     conn.exec_driver_sql(_reject_insert(
         dataset, conflicting, "'conflicting_duplicate'",
         _quote_literal(f"the same {'/'.join(KEY_COLUMNS[dataset])} appears more than once with different content"),
+        landed_typed=landed_typed,
     ))
     conn.exec_driver_sql(
         f"insert into skipped_{dataset} (_row) "

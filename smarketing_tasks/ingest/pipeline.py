@@ -234,8 +234,8 @@ def ingest_dataset(
 ) -> IngestResult:
     """Load rows of ``dataset`` changed after the watermark (minus ``overlap``) and up to ``until``.
 
-    The window lands as text in a temporary table (straight from the source's COPY when it speaks
-    PostgreSQL; ``batch_rows`` at a time from files), the row rules run there in SQL, rejects go to
+    The window lands in a temporary table (straight from the source's COPY when it speaks PostgreSQL, the
+    columns it stores typed in binary; ``batch_rows`` at a time from files, as text), the row rules run there in SQL, rejects go to
     ``smarketing.quarantine`` and the clean rows are upserted — all in one transaction, so a crash leaves
     nothing half-done and a rerun re-reads the window. A first load into an empty table drops its
     secondary indexes and rebuilds them at the end.
@@ -256,18 +256,21 @@ def ingest_dataset(
 
     with warehouse.begin() as conn:
         conn.exec_driver_sql("set local time zone 'UTC'")
+        conn.exec_driver_sql("set local datestyle to 'ISO'")  # typed values quoted in the quarantine print as ISO
         _give_memory_to_the_load(conn)
-        create_landing(conn, dataset)
-        copied = _land_by_copy(conn, source, dataset, window, progress) if isinstance(source, CopySource) else None
+        trusted = source.typed_source_columns(dataset) if isinstance(source, CopySource) else frozenset()
+        copied = _land_by_copy(conn, source, dataset, window, trusted, progress) \
+            if isinstance(source, CopySource) else None
         if copied is None:
+            create_landing(conn, dataset)
             landed = land_frames(conn, dataset, source.read(dataset, window, batch_rows), progress)
             cannot_break, trusted = frozenset(), frozenset()
         else:
             landed, cannot_break = copied.rows, copied.rules_it_cannot_break()
-            trusted = source.typed_source_columns(dataset)
         progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
         into_empty = _lock_if_empty(conn, dataset)
-        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty, trusted=trusted)
+        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty, trusted=trusted,
+                               landed_typed=trusted)
         if into_empty:
             checked = _load_into_empty(conn, dataset, source.name, checked)
         else:
@@ -371,17 +374,20 @@ def _drop_constraints(conn: sa.Connection, dataset: str, kind: str) -> list[tupl
     return dropped
 
 
-def _land_by_copy(conn: sa.Connection, source, dataset: str, window: Window, progress: Progress) -> CopyLanding | None:
-    """Stream the source's COPY into the landing table; None when the source's bytes are not valid UTF-8
-    (a SQL_ASCII database can hold anything), so the caller reads it through the decoding path instead,
-    where each bad value is kept as U+FFFD and its row quarantined."""
+def _land_by_copy(conn: sa.Connection, source, dataset: str, window: Window, typed: frozenset[str],
+                  progress: Progress) -> CopyLanding | None:
+    """Create the landing table and stream the source's COPY into it (the ``typed`` columns in binary);
+    None, with no landing table, when the source's bytes are not valid UTF-8 (a SQL_ASCII database can hold
+    anything), so the caller reads it through the decoding path instead, where each bad value is kept as
+    U+FFFD and its row quarantined."""
     import psycopg
 
-    from smarketing_tasks.ingest.landing import land_copy
+    from smarketing_tasks.ingest.landing import create_landing, land_copy
 
     savepoint = conn.begin_nested()
     try:
-        landed = land_copy(conn, source, dataset, window, progress)
+        create_landing(conn, dataset, typed)
+        landed = land_copy(conn, source, dataset, window, progress, typed)
     except psycopg.DataError as error:
         savepoint.rollback()
         progress(f"{dataset}: the source's COPY is not valid UTF-8 ({error.diag.message_primary}); "

@@ -52,8 +52,9 @@ def _words(values: tuple[str, ...]) -> str:
 
 
 def _quoted(column: str) -> str:
-    """The landed value in quotes after a reason, cut at 200 characters (as people read it)."""
-    return f"'''' || coalesce(left(l.{column}, 200), '') || ''''"
+    """The landed value in quotes after a reason, cut at 200 characters (as people read it); a column that
+    landed typed is printed first."""
+    return f"'''' || coalesce(left(l.{column}::text, 200), '') || ''''"
 
 
 def _trimmed(column: str) -> str:
@@ -92,7 +93,8 @@ def column_type(dataset: str, column: str) -> str:
 
 
 @cache
-def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = frozenset()) -> dict[str, tuple[str, str]]:
+def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = frozenset(),
+                  landed_typed: frozenset[str] = frozenset()) -> dict[str, tuple[str, str]]:
     """Column -> (SQL type, SQL expression over the landed row ``l``), reference columns first.
 
     ``safe=False`` is the optimistic form: after the shape check it casts directly, which costs a third
@@ -100,10 +102,14 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
     '1e99999'); the caller then runs the safe form, which turns such a value into null (and a reject).
     ``trusted``: columns printed by a source column of the same type (``typed_source_columns``): their text
     is the type's own output, so it casts without a shape check; only the special words are still refused.
+    ``landed_typed``: columns that landed in their own type (a binary COPY from a typed source): nothing to
+    cast, and still the special values are refused.
     """
     timestamps = TIMESTAMP_COLUMNS[dataset]
 
     def timestamp(c: str) -> str:
+        if c in landed_typed:
+            return f"case when isfinite(l.{c}) then l.{c} end"
         if c in trusted:
             return f"case when l.{c} in {_SPECIAL_TIMESTAMPS} then null else l.{c}::timestamptz end"
         if safe:
@@ -111,11 +117,15 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
         return f"case when {_TIMESTAMP_SHAPE.format(c=c)} then l.{c}::timestamptz end"
 
     def number(c: str) -> str:
+        if c in landed_typed:
+            return f"case when l.{c} in {_SPECIAL_NUMBERS} then null else l.{c} end"
         if c in trusted:
             return f"case when l.{c} in {_SPECIAL_NUMBERS} then null else l.{c}::numeric end"
         return f"smarketing.try_numeric(l.{c})" if safe else f"case when {_NUMBER_SHAPE.format(c=c)} then l.{c}::numeric end"
 
     def integer(c: str) -> str:
+        if c in landed_typed:
+            return f"l.{c}"
         if c in trusted:
             return f"l.{c}::integer"
         if safe:
@@ -155,10 +165,11 @@ def _columns_with(condition: str, columns: tuple[str, ...]) -> str:
 
 
 @cache
-def rules(dataset: str) -> tuple[Rule, ...]:
+def rules(dataset: str, landed_typed: frozenset[str] = frozenset()) -> tuple[Rule, ...]:
     """Every rule of ``dataset`` in the order people read them (``:until`` is the run's "now", and
-    ``:until_text`` the same in ISO 8601 for reasons)."""
-    columns = SOURCE_COLUMNS[dataset]
+    ``:until_text`` the same in ISO 8601 for reasons). ``landed_typed``: columns landed in their own type
+    (``typed_columns``); only text can hold undecodable bytes, and a typed value is missing when null."""
+    columns = tuple(c for c in SOURCE_COLUMNS[dataset] if c not in landed_typed)
     replacement = "strpos(l.{c}, U&'\\FFFD') > 0"
     found = [
         Rule("unreadable_record", "l._source_error is not null", _quoted("_source_error")),
@@ -168,7 +179,7 @@ def rules(dataset: str) -> tuple[Rule, ...]:
         Rule("nul_byte", "l._nul_columns is not null", "array_to_string(l._nul_columns, ' and ') || ' holds a NUL byte'"),
     ]
     for column in REQUIRED_COLUMNS[dataset]:
-        found.append(Rule(f"missing_{column}", _missing(dataset, column), _text(f"{column} is missing")))
+        found.append(Rule(f"missing_{column}", _missing(dataset, column, landed_typed), _text(f"{column} is missing")))
     for column in TIMESTAMP_COLUMNS[dataset]:
         found.append(Rule(f"bad_timestamp_{column}", f"l.{column} is not null and t.{column} is null",
                           f"{_text(f'{column} is not an ISO 8601 timestamp: ')} || {_quoted(column)}"))
@@ -178,10 +189,12 @@ def rules(dataset: str) -> tuple[Rule, ...]:
     return tuple(found)
 
 
-def _missing(dataset: str, column: str) -> str:
+def _missing(dataset: str, column: str, landed_typed: frozenset[str] = frozenset()) -> str:
     """Null or only whitespace, decided from the typed value where it already says so: a typed id or
     trimmed word is null or empty exactly when the landed text is blank, and a cast value is null for
     every blank text, so the landed text is trimmed again only for rows whose value is null."""
+    if column in landed_typed:
+        return f"l.{column} is null"
     typed = typed_columns(dataset)[column][1]
     if column.endswith("_id"):
         return f"t.{column} is null"

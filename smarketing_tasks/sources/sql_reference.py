@@ -39,17 +39,22 @@ class ReferenceSqlSource:
     def datasets(self) -> tuple[str, ...]:
         return tuple(SOURCE_COLUMNS)
 
-    def query(self, dataset: str, window: Window) -> str:
-        """The SELECT for one dataset and window (all columns cast to text in reference order)."""
+    def query(self, dataset: str, window: Window, typed: frozenset[str] = frozenset()) -> str:
+        """The SELECT for one dataset and window: reference columns in order, cast to text except the
+        ``typed`` ones (see ``typed_source_columns``)."""
         columns = SOURCE_COLUMNS[dataset]
         change = CHANGE_COLUMN[dataset]
+
+        def out(column: str, table: str = "") -> str:
+            return f"{table}{column}" if column in typed else f"{table}{column}::text"
+
         if dataset == "order_items":
             # Items change with their order: select the items of orders changed in the window.
-            select = ", ".join(f"i.{c}::text" for c in columns if c != "updated_at") + ", o.updated_at::text"
+            select = ", ".join(out(c, "i.") for c in columns if c != "updated_at") + ", " + out("updated_at", "o.")
             source = f"{self.schema}.order_items i join {self.schema}.orders o on o.order_id = i.order_id"
             change_expr = "o.updated_at"
         else:
-            select = ", ".join(f"{c}::text" for c in columns)
+            select = ", ".join(out(c) for c in columns)
             source = f"{self.schema}.{dataset}"
             change_expr = change
         conditions = [f"({change_expr} <= {_literal(window.until)} or {change_expr} is null)"]
@@ -59,8 +64,16 @@ class ReferenceSqlSource:
 
     def copy_text(self, dataset: str, window: Window) -> Iterator[bytes]:
         """The window in COPY text format (UTF-8, reference columns in order), block by block, unparsed."""
+        yield from self._copy(dataset, window, frozenset())
+
+    def copy_binary(self, dataset: str, window: Window, typed: frozenset[str]) -> Iterator[bytes]:
+        """The window in COPY binary format, the ``typed`` columns in their own type and the rest as text."""
+        yield from self._copy(dataset, window, typed)
+
+    def _copy(self, dataset: str, window: Window, typed: frozenset[str]) -> Iterator[bytes]:
         from smarketing_tasks.db import raw_cursor
 
+        form = "format binary, encoding 'UTF8'" if typed else "encoding 'UTF8'"
         with self.engine.connect() as conn:
             conn.exec_driver_sql("set time zone 'UTC'")
             conn.exec_driver_sql("set datestyle to 'ISO'")  # whatever the server's default, ISO 8601 out
@@ -68,7 +81,7 @@ class ReferenceSqlSource:
             if exists is None:
                 return
             with raw_cursor(conn) as cur, cur.copy(
-                f"copy ({self.query(dataset, window)}) to stdout with (encoding 'UTF8')"
+                f"copy ({self.query(dataset, window, typed)}) to stdout with ({form})"
             ) as copy:
                 yield from copy
 

@@ -434,6 +434,72 @@ def test_a_typed_shop_column_is_cast_without_a_shape_check_but_still_refuses_spe
     assert rules == [("O2", "bad_timestamp_ordered_at"), ("O3", "bad_total_amount")]
 
 
+def test_typed_shop_columns_land_typed_by_a_binary_copy(shop, warehouse):
+    """Columns the shop stores in the warehouse's type travel in COPY's binary format and land typed; the
+    others land as text."""
+    from smarketing_tasks.ingest.landing import create_landing, land_copy
+    from smarketing_tasks.sources.base import Window
+
+    with shop.begin() as conn:
+        _order(conn, "O1", "placed", T0)
+        _order(conn, "O2", "shipped", T0, shipped_at=T0)
+    source = ReferenceSqlSource(shop)
+    typed = source.typed_source_columns("orders")
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("set local time zone 'UTC'")
+        create_landing(conn, "orders", typed)
+        landed = land_copy(conn, source, "orders", Window(None, T0 + timedelta(days=1)), lambda _: None, typed)
+        kinds = dict(conn.exec_driver_sql(
+            "select attname, format_type(atttypid, atttypmod) from pg_attribute "
+            "where attrelid = 'landing_orders'::regclass and attnum > 0").all())
+        row = conn.exec_driver_sql("select order_id, status, shipped_at, total_amount from landing_orders "
+                                   "where order_id = 'O2'").one()
+    assert landed.rows == 2
+    assert (kinds["ordered_at"], kinds["total_amount"], kinds["status"]) == ("timestamp with time zone", "numeric", "text")
+    assert row == ("O2", "shipped", T0, 20)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("plain", False), ("bro\ufffdken", True)])
+def test_binary_rows_are_searched_for_a_replacement_character_in_their_text_fields_only(warehouse, name, expected):
+    """A time whose eight bytes read EF BF BD (U+FFFD in UTF-8) is no undecodable text; a name holding it is."""
+    import psycopg.sql
+
+    from smarketing_tasks.db import raw_cursor
+    from smarketing_tasks.ingest.landing import REPLACEMENT_CHARACTER, text_fields_hold_replacement
+
+    chunk = bytearray()
+    with warehouse.connect() as conn, raw_cursor(conn) as cur:
+        statement = psycopg.sql.SQL(
+            # 0x000000EFBFBD0000 microseconds after 2000-01-01, PostgreSQL's epoch
+            "copy (select 'O1'::text, timestamptz '2000-01-12 22:01:54.018304+00', {}::text) "
+            "to stdout with (format binary)").format(psycopg.sql.Literal(name))
+        with cur.copy(statement) as copy:
+            for block in copy:
+                chunk += block
+    assert REPLACEMENT_CHARACTER in chunk, "the time's bytes hold the sequence"
+    assert text_fields_hold_replacement(bytes(chunk), frozenset({0, 2}), with_header=True) is expected
+
+
+def test_a_quarantined_row_reads_the_same_from_a_binary_or_a_text_landing(shop, warehouse):
+    """The quarantine keeps the raw row as the text the shop printed, whichever way it landed, so a rerun
+    that lands it the other way records nothing twice."""
+
+    class TextOnlyShop(ReferenceSqlSource):
+        def typed_source_columns(self, dataset):
+            return frozenset()
+
+    with shop.begin() as conn:
+        _order(conn, "O1", "lost", T0, total=12.5)
+    until = T0 + timedelta(days=1)
+    ingest_dataset(ReferenceSqlSource(shop), "orders", warehouse, until=until, run_id="binary")
+    ingest_dataset(TextOnlyShop(shop), "orders", warehouse, until=until, run_id="text")
+    with warehouse.connect() as conn:
+        raws = conn.execute(sa.text("select run_id, raw from smarketing.quarantine")).all()
+    assert [run for run, _ in raws] == ["binary"]
+    raw = raws[0][1]
+    assert (raw["ordered_at"], raw["total_amount"], raw["status"]) == ("2026-03-01 00:00:00+00", "12.50", "lost")
+
+
 def test_a_shop_that_keeps_times_as_text_gets_every_shape_check(shop, warehouse):
     with shop.begin() as conn:
         conn.exec_driver_sql("alter table shop.orders alter column ordered_at type text")
