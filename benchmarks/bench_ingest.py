@@ -26,8 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from smarketing_tasks.schema import PURCHASE_DATASETS  # noqa: E402 (after the path line)
+
 END = datetime(2026, 11, 22, tzinfo=UTC)
-DATASETS = ("customers", "orders", "order_items")
+DATASETS = PURCHASE_DATASETS
 
 
 def copy_floor(shop_url: str, warehouse_url: str) -> dict[str, float]:

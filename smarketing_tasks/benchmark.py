@@ -26,6 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from smarketing_tasks import schema
+
 Say = Callable[[str], None]
 
 # stage → (tables whose rows the stage handles, for the floor; the database they live in)
@@ -40,7 +42,7 @@ STAGE_ROWS: dict[str, tuple[tuple[str, ...], str]] = {
                        "marketing.rewards"), "warehouse"),
 }
 STAGES = tuple(STAGE_ROWS)
-PURCHASE_DATASETS = ("customers", "orders", "order_items")
+PURCHASE_DATASETS = schema.PURCHASE_DATASETS
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from smarketing_tasks.db import make_engine
     from smarketing_tasks.ingest import ingest_dataset
     from smarketing_tasks.migrations import migrate
+    from smarketing_tasks.schema import PURCHASE_DATASETS
     from smarketing_tasks.sources import source_from_url
 
     settings = load(IngestSettings, os.environ)
@@ -61,7 +62,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     migrate(warehouse)
     source = source_from_url(args.source)
     until = _when(args.until)
-    for dataset in ("customers", "orders", "order_items"):
+    for dataset in PURCHASE_DATASETS:
         result = ingest_dataset(source, dataset, warehouse, until=until, run_id=args.run_id,
                                 overlap=settings.overlap, batch_rows=settings.batch_rows, progress=say)
         say(f"{dataset}: {result.rows_loaded:,} loaded, {result.rows_quarantined:,} quarantined "

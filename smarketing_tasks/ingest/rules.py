@@ -1,7 +1,8 @@
 """Row rules of purchase ingestion, as SQL over the landed text rows.
 
-Rows land as text in a temporary table of the warehouse (``landing.py``); every rule below is one SQL
-condition over the landed text (``l.<column>``) and the typed value (``t.<column>``). Running the rules where
+Rows land in a temporary table of the warehouse (``landing.py``), as text except the columns a typed
+source sent in binary (``landed_typed``); every rule below is one SQL condition over the landed value
+(``l.<column>``) and the typed value (``t.<column>``). Running the rules where
 the rows already are is what keeps ingestion near the speed of a plain COPY: no row is parsed in Python.
 
 Each rule has a stable name (``rule``, for grouping in ``smarketing.quarantine``) and a sentence for
@@ -105,8 +106,6 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
     ``landed_typed``: columns that landed in their own type (a binary COPY from a typed source): nothing to
     cast, and still the special values are refused.
     """
-    timestamps = TIMESTAMP_COLUMNS[dataset]
-
     def timestamp(c: str) -> str:
         if c in landed_typed:
             return f"case when isfinite(l.{c}) then l.{c} end"
@@ -132,10 +131,12 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
             return f"smarketing.try_integer(l.{c})"
         return f"case when {_INTEGER_SHAPE.format(c=c)} then l.{c}::integer else smarketing.try_integer(l.{c}) end"
 
+    cast = {"timestamptz": timestamp, "numeric": number, "integer": integer}
     columns: dict[str, tuple[str, str]] = {}
     for column in SOURCE_COLUMNS[dataset]:
-        if column in timestamps:
-            columns[column] = ("timestamptz", timestamp(column))
+        kind = column_type(dataset, column)
+        if kind in cast:
+            columns[column] = (kind, cast[kind](column))
         elif column.endswith("_id"):
             columns[column] = ("text", f"case when {_blank(column)} then null else l.{column} end")
         else:
@@ -148,13 +149,9 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
             columns[f"{flag}_is_word"] = ("boolean", f"lower({_trimmed(flag)}) in {_words(TRUE_WORDS + FALSE_WORDS)}")
     elif dataset == "orders":
         columns["status"] = ("text", f"lower({_trimmed('status')} collate \"C\")")
-        columns["total_amount"] = ("numeric", f"round({number('total_amount')}, 2)")
+        columns["total_amount"] = ("numeric", f"round({columns['total_amount'][1]}, 2)")
         columns["currency"] = ("text", f"upper({_trimmed('currency')} collate \"C\")")
         columns["discount_code"] = ("text", f"nullif({_trimmed('discount_code')}, '')")
-    elif dataset == "order_items":
-        for column in ("line_no", "quantity"):
-            columns[column] = ("integer", integer(column))
-        columns["unit_price"] = ("numeric", number("unit_price"))
     return columns
 
 

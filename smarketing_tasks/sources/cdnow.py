@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smarketing_tasks.schema import CHANGE_COLUMN, SOURCE_COLUMNS
+from smarketing_tasks.schema import CHANGE_COLUMN, PURCHASE_DATASETS, SOURCE_COLUMNS
 from smarketing_tasks.sources.base import Window
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class CdnowSource:
         self.path = Path(path) if str(path) else DEFAULT_PATH
 
     def datasets(self) -> tuple[str, ...]:
-        return ("customers", "orders", "order_items")
+        return PURCHASE_DATASETS
 
     @cached_property
     def _purchases(self) -> pd.DataFrame:
