@@ -238,21 +238,23 @@ _SHARE_ASKS = _candidates_insert(f"""
                           and not {_order_closed("p")}
                           and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
                 from (
-                    select o.customer_id, o.order_id, o.delivered_at, t.ask_at
+                    select o.customer_id, o.order_id, o.delivered_at, o.ask_at
                     -- the orders whose moment came since the previous run, and every order of the customers
                     -- whose earlier asks may have changed (outreach_share_recheck; a full run: the window)
-                    from (select o.order_id from smarketing.orders o
+                    from (select o.customer_id, o.order_id, o.delivered_at, o.status, t.ask_at
+                          from smarketing.orders o
+                          cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                              as ask_at) t
                           where {_in_window("o.delivered_at", ":review_delay + :share_delay")}
-                            and o.delivered_at + make_interval(days => :review_delay + :share_delay) > :moments_from
+                            and o.status = 'delivered' and t.ask_at <= :as_of and t.ask_at > :moments_from
                           union
-                          select o.order_id from smarketing.orders o  -- by orders_customer_idx
-                          where o.customer_id = any (array(select customer_id from outreach_share_recheck))) ids
-                    join smarketing.orders o on o.order_id = ids.order_id
-                    cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
-                                        as ask_at) t
-                    where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
-                      and t.ask_at <= :as_of
-                      and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+                          select o.customer_id, o.order_id, o.delivered_at, o.status, t.ask_at
+                          from smarketing.orders o  -- by orders_customer_idx
+                          cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                              as ask_at) t
+                          where o.customer_id = any (array(select customer_id from outreach_share_recheck))
+                            and o.status = 'delivered' and t.ask_at <= :as_of and t.ask_at > :window_from) o
+                    where not {_ORDER_CLOSED}
                     offset 0  -- the exact window first, then the count per order
                 ) o
             ) repeat where nth >= :share_repeat_orders
@@ -284,7 +286,9 @@ where o.updated_at > :orders_changed_since
   and o.delivered_at <= :moments_from - make_interval(days => :review_delay + :share_delay - 1)
 union
 select rv.customer_id from smarketing.reviews rv
-where rv.customer_id is not null and {_in_window("rv.created_at", ":share_delay", ":window_from")}
+where rv.customer_id is not null and rv.rating >= :share_min_rating
+  and {_in_window("rv.created_at", ":share_delay", ":window_from")}
+  and rv.created_at + make_interval(days => :share_delay) <= :moments_from
 union
 select rv.customer_id from smarketing.reviews rv
 where rv.customer_id is not null and rv.rating < :share_min_rating

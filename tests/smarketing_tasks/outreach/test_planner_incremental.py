@@ -174,6 +174,24 @@ def test_a_repeat_buyer_is_asked_to_share_once_an_unhappy_review_stops_counting(
     _full_run_finds_nothing(shop.engine, AS_OF)
 
 
+def test_a_share_ask_by_review_does_not_replace_a_later_repeat_ask_already_made(shop):
+    """Per customer only the latest due share ask counts. Yesterday that was the repeat-buyer ask; today's run
+    re-reads the review's ask (reviews are read over the whole window) and must weigh it against that one."""
+    shop.customer("c1")
+    _load_order(shop.engine, "o-old", "c1", delivered_at=AS_OF - timedelta(days=60), updated_at=AS_OF - timedelta(days=60))
+    _load_order(shop.engine, "o-new", "c1", delivered_at=AS_OF - timedelta(days=12), updated_at=AS_OF - timedelta(days=12))
+    shop.review("r-happy", "o-old", "c1", rating=5, created_at=AS_OF - timedelta(days=6))  # share ask due 3 days ago
+    shop.score("c1", sentiment=0.8)
+    shop.customer("c2")  # the ingest went on loading other orders: c1's orders are not among the changed ones
+    _load_order(shop.engine, "o-other", "c2", delivered_at=AS_OF - timedelta(days=2), updated_at=AS_OF - timedelta(days=1, hours=2))
+    plan_outreach(shop.engine, AS_OF - timedelta(days=1), S, run_id="yesterday")
+    asked = shop.by_order("share_ask")
+    assert asked == {"o-new": ("planned", None)}  # due 2 days ago, after the review's ask
+    result = plan_outreach(shop.engine, AS_OF, S, run_id="today")
+    assert result.mode == "incremental"
+    assert shop.by_order("share_ask") == asked
+
+
 def test_reruns_and_backfills_write_no_duplicate(shop):
     customers = _customers(shop, 6)
     for n, customer in enumerate(customers):
