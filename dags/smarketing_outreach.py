@@ -7,7 +7,8 @@ hour, so that reminders and delayed asks go out on time without new purchases.
 1. **plan** writes every due ask into the outbox `smarketing.outreach_messages` (set-based SQL), one
    row per idempotency key `customer:order:kind:step`, `planned` or `skipped` with the reason:
    suppression, consent, contact, returned/cancelled order, already reviewed, cooldown (120 days),
-   global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores.
+   global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores. A normal run
+   reads only the asks due and the orders loaded since the last planning run (docs/operations.md).
 2. **send** (one mapped task per channel: email over the `smarketing_smtp` connection, SMS over the
    webhook) claims due messages with `FOR UPDATE SKIP LOCKED`, re-checks suppression and reviews,
    expires stale messages against the real clock (a backfill never sends old asks), and records each
@@ -54,7 +55,8 @@ def smarketing_outreach():
 
         context = get_current_context()
         result = plan_outreach(warehouse_engine(), run_time(context), settings(OutreachSettings), run_id=context["run_id"])
-        print(f"planned {result.planned:,}, skipped {result.skipped:,}: {result.as_dict()['skipped_by_reason']}")
+        print(f"{result.mode} planning ({result.reason}): planned {result.planned:,}, skipped {result.skipped:,}: "
+              f"{result.as_dict()['skipped_by_reason']}")
         return result.as_dict()
 
     @task(map_index_template="{{ channel }}", pool=SMTP_POOL)  # all workers together respect the server's limit

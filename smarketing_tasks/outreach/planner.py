@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -34,6 +34,9 @@ def referral_code(customer_id: str) -> str:
 class PlanResult:
     counts: Counter = field(default_factory=Counter)  # (kind, status, reason) -> messages newly written
     step_seconds: dict[str, float] = field(default_factory=dict)  # where planning spent its time
+    mode: str = "full"  # full: the whole ask window was read; incremental: what came or changed since the last run
+    moments_from: datetime | None = None  # asks whose moment is after this were read
+    reason: str = ""  # why this mode
 
     @property
     def planned(self) -> int:
@@ -49,7 +52,9 @@ class PlanResult:
             if status == "skipped":
                 reasons[reason] += n
         return {"planned": self.planned, "skipped": self.skipped, "skipped_by_reason": dict(reasons),
-                "step_seconds": {k: round(v, 2) for k, v in self.step_seconds.items()}}
+                "step_seconds": {k: round(v, 2) for k, v in self.step_seconds.items()},
+                "mode": self.mode, "mode_reason": self.reason,
+                "moments_from": self.moments_from.isoformat() if self.moments_from else None}
 
 
 _SETUP = """
@@ -66,6 +71,8 @@ create temp table outreach_candidates (
     time_zone          text,
     incentive_offered  boolean not null default false
 ) on commit drop;
+-- customers whose share asks are re-decided from every ask of theirs in the window (incremental runs only)
+create temp table outreach_share_recheck (customer_id text primary key) on commit drop;
 create temp table outreach_valid_zones on commit drop as select name from pg_timezone_names;
 create unique index on outreach_valid_zones (name);
 """
@@ -134,17 +141,13 @@ def _reviewed(alias: str) -> str:
 _ORDER_CLOSED = _order_closed("o")
 
 
-def _since_window(days_before: str) -> str:
-    """A lower bound on a timestamp column, so that a day's run reads only rows whose ask can fall in this
-    window (by index) instead of the whole history. It keeps a superset of the rows the exact window test
-    keeps: one day of slack covers day arithmetic across daylight-saving changes."""
-    return f":as_of - make_interval(days => least(:ask_window, :request_ttl) + {days_before} + 1)"
-
-
-def _in_window(column: str, days_before: str) -> str:
-    """``column`` within the planning window moved ``days_before`` earlier, both ends bounded (with a day of
-    slack each) so that an index range reads the window's rows, not also those whose ask is still ahead."""
-    return (f"{column} > {_since_window(days_before)} "
+def _in_window(column: str, days_before: str, start: str = ":moments_from") -> str:
+    """``column`` within the asks' moments (``start``, as_of] moved ``days_before`` earlier, both ends bounded
+    (with a day of slack each, for day arithmetic across daylight-saving changes) so that an index range reads
+    those rows, not the history nor the rows whose ask is still ahead. ``:moments_from`` is where an
+    incremental run starts reading (the previous run's as-of less the overlap), ``:window_from`` the window's
+    start (as_of - the ask window), which a full run reads from."""
+    return (f"{column} > {start} - make_interval(days => {days_before} + 1) "
             f"and {column} <= :as_of - make_interval(days => {days_before} - 1)")
 
 
@@ -177,9 +180,13 @@ _REVIEW_REQUESTS = _candidates_insert(f"""
     {_RECIPIENT.format(alias="o")}
     where t.ask_at <= :as_of and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
       -- the same test per branch of ask_at, in a form indexes serve (0016): a day's orders, not a year's
+      -- (an incremental run: only the moments since the previous run, and the orders changed since, e.g. a
+      -- delivery event that arrived late; a full run reads the window and the last arm finds nothing)
       and ({_in_window("o.delivered_at", ":review_delay")}
            or (o.delivered_at is null and {_in_window("o.shipped_at", ":ship_fallback")})
-           or (o.delivered_at is null and o.shipped_at is null and {_in_window("o.ordered_at", ":order_fallback")}))
+           or (o.delivered_at is null and o.shipped_at is null and {_in_window("o.ordered_at", ":order_fallback")})
+           or o.updated_at > :orders_changed_since)
+      and (t.ask_at > :moments_from or o.updated_at > :orders_changed_since)  -- the same, exactly
       and not exists (select 1 from smarketing.outreach_messages m
                       where m.order_id = o.order_id and m.kind = 'review_request')
 """, "when x.reviewed then 'already reviewed'")
@@ -191,15 +198,19 @@ _REMINDERS = _candidates_insert(f"""
            greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) as ask_at, r.channel, {_RECIPIENT_COLUMNS},
            coalesce({_ORDER_CLOSED}, false) as order_closed,
            {_reviewed("r")} as reviewed
-    from smarketing.outreach_messages r
+    -- The whole window: a request's status turns 'sent' with no mark a watermark could read, and the sent
+    -- requests of a window are one index range. Reminded already: dropped before the recipient is read.
+    from (select r.customer_id, r.order_id, r.due_at, r.sent_at, r.channel
+          from smarketing.outreach_messages r
+          where r.kind = 'review_request' and r.status = 'sent'
+            and {_in_window("greatest(r.due_at, r.sent_at)", ":reminder_delay", ":window_from")}  -- by index (0016)
+            and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) <= :as_of
+            and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) > :window_from
+            and not exists (select 1 from smarketing.outreach_messages m
+                            where m.order_id = r.order_id and m.kind = 'review_reminder')
+          offset 0) r
     left join smarketing.orders o on o.order_id = r.order_id
     {_RECIPIENT.format(alias="r")}
-    where r.kind = 'review_request' and r.status = 'sent'
-      and {_in_window("greatest(r.due_at, r.sent_at)", ":reminder_delay")}  -- by index (0016)
-      and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) <= :as_of
-      and greatest(r.due_at, r.sent_at) + make_interval(days => :reminder_delay) > :as_of - make_interval(days => least(:ask_window, :request_ttl))
-      and not exists (select 1 from smarketing.outreach_messages m
-                      where m.order_id = r.order_id and m.kind = 'review_reminder')
 """, "when x.reviewed then 'cancelled: order reviewed'")
 
 # Share asks may target happy customers: a recent 4-5 star review whose text scoring found positive,
@@ -216,7 +227,7 @@ _SHARE_ASKS = _candidates_insert(f"""
                           where s.customer_id = rv.customer_id order by s.score_date desc limit 1) sc on true
             where rv.rating >= :share_min_rating and sc.sentiment >= :share_min_sentiment and not sc.is_lukewarm
               and rv.customer_id is not null and rv.order_id is not null
-              and {_in_window("rv.created_at", ":share_delay")}  -- by reviews_created_at_idx
+              and {_in_window("rv.created_at", ":share_delay", ":window_from")}  -- by reviews_created_at_idx
             union all
             select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
                 -- nth: the order's place among the customer's delivered, open orders by (delivered_at, order_id),
@@ -227,14 +238,23 @@ _SHARE_ASKS = _candidates_insert(f"""
                           and not {_order_closed("p")}
                           and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
                 from (
-                    select o.customer_id, o.order_id, o.delivered_at, t.ask_at
-                    from smarketing.orders o
-                    cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
-                                        as ask_at) t
-                    where o.status = 'delivered' and o.delivered_at is not null and not {_ORDER_CLOSED}
-                      and {_in_window("o.delivered_at", ":review_delay + :share_delay")}
-                      and t.ask_at <= :as_of
-                      and t.ask_at > :as_of - make_interval(days => least(:ask_window, :request_ttl))
+                    select o.customer_id, o.order_id, o.delivered_at, o.ask_at
+                    -- the orders whose moment came since the previous run, and every order of the customers
+                    -- whose earlier asks may have changed (outreach_share_recheck; a full run: the window)
+                    from (select o.customer_id, o.order_id, o.delivered_at, o.status, t.ask_at
+                          from smarketing.orders o
+                          cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                              as ask_at) t
+                          where {_in_window("o.delivered_at", ":review_delay + :share_delay")}
+                            and o.status = 'delivered' and t.ask_at <= :as_of and t.ask_at > :moments_from
+                          union
+                          select o.customer_id, o.order_id, o.delivered_at, o.status, t.ask_at
+                          from smarketing.orders o  -- by orders_customer_idx
+                          cross join lateral (select o.delivered_at + make_interval(days => :review_delay + :share_delay)
+                                              as ask_at) t
+                          where o.customer_id = any (array(select customer_id from outreach_share_recheck))
+                            and o.status = 'delivered' and t.ask_at <= :as_of and t.ask_at > :window_from) o
+                    where not {_ORDER_CLOSED}
                     offset 0  -- the exact window first, then the count per order
                 ) o
             ) repeat where nth >= :share_repeat_orders
@@ -254,6 +274,27 @@ _SHARE_ASKS = _candidates_insert(f"""
     offset 0) h
     {_RECIPIENT.format(alias="h")}
 """, "")
+
+# An incremental run re-decides a customer's share ask from all of the customer's asks in the window when an
+# earlier ask of theirs may have changed: an order whose moment is before the moments read changed since the
+# previous run (a late delivery, a return), the customer has a review ask in the window (it competes with
+# their repeat-buyer asks for the latest one), or an unhappy review stops counting against them.
+_SHARE_RECHECK = f"""
+insert into outreach_share_recheck (customer_id)
+select o.customer_id from smarketing.orders o
+where o.updated_at > :orders_changed_since
+  and o.delivered_at <= :moments_from - make_interval(days => :review_delay + :share_delay - 1)
+union
+select rv.customer_id from smarketing.reviews rv
+where rv.customer_id is not null and rv.rating >= :share_min_rating
+  and {_in_window("rv.created_at", ":share_delay", ":window_from")}
+  and rv.created_at + make_interval(days => :share_delay) <= :moments_from
+union
+select rv.customer_id from smarketing.reviews rv
+where rv.customer_id is not null and rv.rating < :share_min_rating
+  and rv.created_at > :previous_as_of - make_interval(days => :share_review_window + 1)
+  and rv.created_at <= :as_of - make_interval(days => :share_review_window)
+"""
 
 _COOLDOWN = """
 update outreach_candidates k set skip_reason = 'cooldown: asked within ' || :cooldown || ' days'
@@ -293,15 +334,16 @@ with written as (
 insert into smarketing.outreach_messages (
     message_id, idempotency_key, customer_id, order_id, kind, step, channel, template_variant, consent_basis,
     status, status_reason, due_at, expires_at, planned_at, planned_run_id, incentive_offered, recipient_time_zone)
-select left(encode(sha256(convert_to(k.idempotency_key, 'UTF8')), 'hex'), 32), k.idempotency_key,
+select left(encode(d.digest, 'hex'), 32), k.idempotency_key,
        k.customer_id, k.order_id, k.kind, k.step, k.channel,
-       (cast(:variants as jsonb) -> k.kind) ->> (get_byte(sha256(convert_to(k.idempotency_key, 'UTF8')), 0)
+       (cast(:variants as jsonb) -> k.kind) ->> (get_byte(d.digest, 0)
                                                  % jsonb_array_length(cast(:variants as jsonb) -> k.kind)),
        k.consent_basis,
        case when k.skip_reason is null then 'planned' else 'skipped' end, k.skip_reason,
        k.due_at, k.due_at + make_interval(days => :request_ttl), :as_of, :run_id,
        k.incentive_offered, k.time_zone
 from outreach_candidates k
+cross join lateral (select sha256(convert_to(k.idempotency_key, 'UTF8')) as digest) d
 on conflict (idempotency_key) do nothing
 returning kind, status, coalesce(status_reason, '') as reason, customer_id
 )
@@ -313,8 +355,15 @@ from written group by kind, status, reason
 """
 
 
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # "changed since never": a full run reads no changed-orders arm
+
+
 def _params(settings: OutreachSettings, as_of: datetime, run_id: str, variants: dict[str, list[str]]) -> dict:
+    """The statements' parameters, bounds as a full run reads them (``plan`` narrows them when incremental)."""
+    window_from = as_of - timedelta(days=min(settings.ask_window_days, settings.request_ttl_days))
     return {
+        "window_from": window_from, "moments_from": window_from, "orders_changed_since": NEVER,
+        "previous_as_of": window_from,
         "as_of": as_of, "run_id": run_id, "variants": json.dumps({k: sorted(v) for k, v in variants.items()}),
         "review_delay": settings.review_delay_days, "ship_fallback": settings.ship_fallback_days,
         "order_fallback": settings.order_fallback_days, "reminder_delay": settings.reminder_delay_days,
@@ -327,6 +376,51 @@ def _params(settings: OutreachSettings, as_of: datetime, run_id: str, variants: 
         "share_min_sentiment": settings.share_min_sentiment, "share_repeat_orders": settings.share_repeat_orders,
         "share_review_window": settings.share_review_window_days,
     }
+
+
+# Settings that decide which asks exist and when (not the rules applied to them): a run planned with other
+# values says nothing about this run's window, so a change of any of them means a full re-plan.
+_CANDIDATE_SETTINGS = ("review_delay", "ship_fallback", "order_fallback", "reminder_delay", "ask_window",
+                       "request_ttl", "share_delay", "share_min_rating", "share_min_sentiment",
+                       "share_repeat_orders", "share_review_window")
+
+
+def _digest(params: dict, share_asks: bool) -> str:
+    values = {k: params[k] for k in _CANDIDATE_SETTINGS} | {"share_asks": share_asks}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _choose_mode(conn: sa.Connection, as_of: datetime, settings: OutreachSettings, digest: str,
+                 watermarks: dict[str, datetime]) -> tuple[str, str, datetime, datetime, datetime]:
+    """(mode, reason, moments_from, orders_changed_since, previous_as_of) for this run.
+
+    Incremental from the latest committed run at or before ``as_of`` (a failed run recorded nothing; a
+    backfill compares with the runs before it): that run planned every ask whose moment lay in its window
+    from the rows it could see, so this one needs the moments after it (less the overlap) and the orders
+    the ingest loaded since (their source ``updated_at`` is above the orders watermark that run saw, less
+    the overlap, which must exceed the ingest's own)."""
+    window_from = as_of - timedelta(days=min(settings.ask_window_days, settings.request_ttl_days))
+
+    def full(reason: str) -> tuple[str, str, datetime, datetime, datetime]:
+        return "full", reason, window_from, NEVER, window_from
+
+    if not settings.plan_incremental:
+        return full("SMARKETING_PLAN_INCREMENTAL is off")
+    previous = conn.execute(sa.text(
+        "select as_of, orders_watermarks, settings_digest from smarketing.outreach_plan_runs "
+        "where as_of <= :as_of order by as_of desc, plan_id desc limit 1"), {"as_of": as_of}).first()
+    if previous is None:
+        return full("no earlier planning run")
+    if previous.settings_digest != digest:
+        return full("the ask timing or share settings changed since the last run")
+    if previous.as_of <= window_from:
+        return full(f"the last run (as of {previous.as_of.isoformat()}) is older than the ask window")
+    seen = {source: datetime.fromisoformat(value) for source, value in previous.orders_watermarks.items()}
+    if not seen or not set(watermarks) <= set(seen):
+        return full("orders were loaded without an ingest watermark the last run saw")
+    overlap = timedelta(hours=settings.plan_overlap_hours)
+    return ("incremental", f"changes since the run as of {previous.as_of.isoformat()}",
+            max(window_from, previous.as_of - overlap), min(seen.values()) - overlap, previous.as_of)
 
 
 def _bind(conn: sa.Connection, sql: str, params: dict) -> None:
@@ -348,11 +442,20 @@ def plan(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, variant
     with engine.begin() as conn:
         # Planning runs one at a time per warehouse; concurrent runs wait instead of double-counting caps.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('smarketing_outreach_plan'))"))
+        # The watermarks first: every order at or below them was committed before this run's statements began.
+        watermarks = dict(conn.execute(sa.text(
+            "select source, high_watermark from smarketing.watermarks where dataset = 'orders'")).all())
+        digest = _digest(params, settings.share_asks)
+        result.mode, result.reason, params["moments_from"], params["orders_changed_since"], \
+            params["previous_as_of"] = _choose_mode(conn, as_of, settings, digest, watermarks)
+        result.moments_from = params["moments_from"]
         for statement in _SETUP.split(";"):
             if statement.strip():
                 conn.exec_driver_sql(statement)
         steps = [("review_requests", _REVIEW_REQUESTS), ("reminders", _REMINDERS)]
-        steps += [("share_asks", _SHARE_ASKS)] if settings.share_asks else []
+        if settings.share_asks:
+            steps += [("share_asks", _SHARE_RECHECK)] if result.mode == "incremental" else []
+            steps += [("share_asks", _SHARE_ASKS)]
         steps += [("cooldown", s) for s in _COOLDOWN.split(";") if s.strip()] + [("cap", _CAP)]
         for name, statement in steps:
             started = time.perf_counter()
@@ -364,6 +467,13 @@ def plan(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, variant
             result.counts[(row.kind, row.status, row.reason)] += row.n
             share_customers.update(row.share_customers or ())
         ensure_referral_codes(conn, share_customers, as_of)
+        conn.execute(sa.text(
+            "insert into smarketing.outreach_plan_runs (run_id, as_of, mode, moments_from, orders_watermarks, "
+            "settings_digest, counts) values (:run_id, :as_of, :mode, :moments_from, cast(:seen as jsonb), "
+            ":digest, cast(:counts as jsonb))"),
+            {"run_id": run_id, "as_of": as_of, "mode": result.mode, "moments_from": result.moments_from,
+             "seen": json.dumps({k: v.isoformat() for k, v in watermarks.items()}), "digest": digest,
+             "counts": json.dumps({"planned": result.planned, "skipped": result.skipped})})
         result.step_seconds["write"] = time.perf_counter() - started
     return result
 

@@ -19,6 +19,8 @@ class OutreachSettings:
     reminder_delay_days: int = 5  # the one reminder, this long after the request was due
     request_ttl_days: int = 7  # a message not sent within this after it was due expires
     ask_window_days: int = 7  # asks whose moment passed longer ago than this (or than request_ttl_days) are never planned
+    plan_incremental: bool = True  # read only asks due since the last planning run and orders changed since; false: the whole window every run
+    plan_overlap_hours: int = 1  # an incremental run re-reads this much before the last run's moment and order watermark (late commits)
     # --- respect the customer's time ---
     global_cap: int = 3  # at most this many messages per person across all flows ...
     cap_window_days: int = 30  # ... within this many days (a message exactly this old no longer counts)
