@@ -357,7 +357,8 @@ def ingest_responses(
             conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
             if dataset == "reviews":
-                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage)
+                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage,
+                                                  processes=text_processes(settings))
             rejects = reject_frame(dataset, checked.frame, checked.rejects + late)
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
             rows_loaded += loaded
