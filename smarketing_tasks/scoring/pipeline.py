@@ -530,10 +530,10 @@ def score_partition(engine: sa.Engine, as_of: datetime, partition: int, settings
     frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
     frame[["rfm_r", "rfm_f", "rfm_m"]] = rfm_buckets(frame, model)
     scored = score_customers(frame, model, settings)
-    scored["score_date"] = score_date
+    scored["score_date"] = score_date.isoformat()  # written as text: COPY reads it; to_csv formats a str 2.5x faster
     scored["scored_at"] = as_of.isoformat()
     candidates = follow_up_candidates(scored, settings)
-    candidates["score_date"] = score_date
+    candidates["score_date"] = score_date.isoformat()
     candidates["partition_no"] = partition
     candidates["priority_key"] = candidates["priority_log_weight"].astype("float64") + priority_clock(score_date, settings)
     state = _state_rows(frame, scored, model, settings, score_date)
@@ -598,7 +598,7 @@ def priority_clock(score_date: date, settings: ScoringSettings) -> float:
 def _state_rows(frame: pd.DataFrame, scored: pd.DataFrame, model: ValueModel, settings: ScoringSettings,
                 score_date: date) -> pd.DataFrame:
     days = days_to_time_boundary(frame, scored, model, settings, settings.rescore_horizon_days)
-    rescore_on = [score_date + timedelta(days=int(d)) if d >= 0 else None for d in days.tolist()]
+    rescore_on = [(score_date + timedelta(days=int(d))).isoformat() if d >= 0 else None for d in days.tolist()]
     return pd.DataFrame({
         "customer_id": frame["customer_id"].astype(str),
         "orders_count": frame["orders_count"].astype("int64"),
@@ -606,7 +606,7 @@ def _state_rows(frame: pd.DataFrame, scored: pd.DataFrame, model: ValueModel, se
         "first_day": frame["first_day"], "last_day": frame["last_day"], "last_order_at": frame["last_order_at"],
         "x": pd.array(frame["x"], dtype="Int64"),
         "mean_repeat_value": frame["mean_repeat_value"],
-        "scored_on": score_date,
+        "scored_on": score_date.isoformat(),
         "rescore_on": rescore_on,
     })
 

@@ -140,9 +140,13 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
     known = list(languages) if languages is not None else [None] * len(texts)
     given_sentiments = list(sentiments) if sentiments is not None else [...] * len(texts)
+    nothing = ("und", False, float("nan"), False, 0)  # most customers wrote nothing: no key, no lookup
     cache: dict[tuple, tuple[str, bool, float, bool, int]] = {}
     rows = []
     for text, given, sentiment in zip(texts, known, given_sentiments, strict=True):
+        if not text:
+            rows.append(nothing)
+            continue
         given = given if isinstance(given, str) and given else None
         if sentiment is not ... and sentiment is not None and sentiment != sentiment:
             sentiment = None  # NaN: not scored there
