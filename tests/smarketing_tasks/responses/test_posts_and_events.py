@@ -207,3 +207,31 @@ def test_loaded_posts_get_their_text_signals_and_a_first_score_run_analyses_no_t
     assert summary["mode"] == "full" and summary["customers"] == 4
     scores = {r.customer_id: r for r in _rows(warehouse, "select * from smarketing.advocate_scores")}
     assert set(scores) == {"C1", "C2", "C3", "C4"}
+
+
+def test_a_batch_analysed_in_forked_processes_loads_inside_its_transaction(shop, warehouse, monkeypatch):
+    """The pool forks while the batch's transaction is open: the children never touch the connection, so the
+    load commits, and the stored signals are the ones one process computes."""
+    from smarketing_tasks.scoring import text
+    from smarketing_tasks.scoring.text_store import text_md5
+
+    bodies = [f"Post number {n}: the mug is lovely and arrived quickly" for n in range(6)] + [
+        "Das Paket kam leider beschädigt an, sehr ärgerlich.", "Best tee ever"]
+    with warehouse.begin() as conn:
+        add_customer(conn, "C1")
+    with shop.begin() as conn:
+        for n, body in enumerate(bodies):
+            shop_insert(conn, "social_posts", post_id=f"P{n}", platform="x", customer_id="C1", body=body,
+                        followers=n, posted_at=T0 + timedelta(days=1))
+    pools: list[int] = []
+    in_processes = text._in_processes
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 4)
+    monkeypatch.setattr(text, "_in_processes", lambda work, items, processes: pools.append(processes)
+                        or in_processes(work, items, processes))
+    result = ingest_responses(ResponseSqlSource(shop), "social_posts", warehouse, until=UNTIL, run_id="run-1",
+                              settings=ResponsesSettings(text_processes=2), keys=[KEY])
+    assert result.rows_loaded == len(bodies) and pools == [2]
+    stored = {r.text_md5: (r.language, r.sentiment) for r in
+              _rows(warehouse, "select text_md5, language, sentiment from smarketing.text_signals")}
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 10_000)
+    assert stored == {text_md5(t): s for t, s in zip(bodies, text.text_signals(bodies), strict=True)}
