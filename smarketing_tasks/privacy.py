@@ -6,7 +6,8 @@ link clicks, responses, scores, follow-ups, rewards and the marts. Tables are fo
 (any column ``customer_id`` / ``*_customer_id``, ``order_id``, ``message_id``, ``email``, ``phone``),
 so tables that later migrations add are covered without touching this module; quarantined raw rows
 are matched inside their JSON, and contact values inside other JSON columns (validation samples)
-are redacted. What stays:
+are redacted; the stored language and sentiment of the person's posts and NPS comments
+(``smarketing.text_signals``, keyed by an md5 of the words, not by customer) go as well. What stays:
 
 * ``smarketing.erasures``: one row per request with SHA-256 hashes of the id and address, never the
   values, and the rows removed per table: proof that the request was honoured.
@@ -182,6 +183,24 @@ def _delete_everywhere(conn: sa.Connection, subject: dict[str, list[str]]) -> di
     raise RuntimeError(f"erasure blocked by foreign keys in {[t.name for t, _ in pending]}")
 
 
+def _delete_text_signals(conn: sa.Connection, subject: dict[str, list[str]]) -> int:
+    """Delete the stored signals of the person's post texts and NPS comments. ``smarketing.text_signals`` names no
+    customer, but its key is the md5 of the words, which anyone holding the words (a public post, a comment
+    that names the writer) can recompute: a pseudonym of the text. Another customer who wrote the same words
+    loses nothing but a cache row (scoring analyses the text again)."""
+    from smarketing_tasks.scoring.text_store import stripped_texts, text_md5
+
+    texts = conn.execute(sa.text(
+        "select body from smarketing.social_posts where customer_id = any(:ids) "
+        "union select comment from smarketing.nps_answers where customer_id = any(:ids)"),
+        {"ids": subject["ids"]}).scalars().all()
+    hashes = sorted({text_md5(t) for t in stripped_texts(texts) if t is not None})
+    if not hashes:
+        return 0
+    return conn.execute(sa.text("delete from smarketing.text_signals where text_md5 = any(:h)"),
+                        {"h": hashes}).rowcount
+
+
 def _redact_json(conn: sa.Connection, values: list[str]) -> dict[str, int]:
     """Replace the person's addresses and phones inside JSON columns (e.g. validation samples) by '[erased]'."""
     redacted: dict[str, int] = {}
@@ -219,7 +238,9 @@ def erase_customer(engine: sa.Engine, *, requested_at: datetime, customer_id: st
         found = conn.execute(sa.text("select count(*) from smarketing.customers where customer_id = any(:ids)"),
                              {"ids": subject["ids"]}).scalar_one()
         result = ErasureResult(customers_found=found)
+        forgotten_signals = _delete_text_signals(conn, subject)
         result.rows_deleted = _delete_everywhere(conn, subject)
+        result.rows_deleted["smarketing.text_signals"] = forgotten_signals
         result.json_redacted = _redact_json(conn, subject["emails"] + subject["phones"])
         if keep_suppression:
             for address in subject["emails"]:

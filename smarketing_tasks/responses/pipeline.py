@@ -29,6 +29,7 @@ from smarketing_tasks.frame_rules import reject_frame
 from smarketing_tasks.ingest.pipeline import IngestResult, finish_run, quarantine_rows, read_watermark
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.validate import validate_responses
+from smarketing_tasks.scoring.text_store import remember_text_signals
 from smarketing_tasks.sources.base import Source, Window
 
 if TYPE_CHECKING:
@@ -220,7 +221,21 @@ def _load_posts(conn: sa.Connection, settings: ResponsesSettings, source_name: s
     columns = ("post_id, platform, author_handle, customer_id, referral_code, body, followers, url, posted_at, "
                "message_id, attribution")
     updates = [c.strip() for c in columns.split(",") if c.strip() != "post_id"]
-    return late, _upsert(conn, "smarketing.social_posts", stage, columns, "post_id", updates, source_name)
+    loaded = _upsert(conn, "smarketing.social_posts", stage, columns, "post_id", updates, source_name)
+    # Language and sentiment of each new text, once (smarketing.text_signals): scoring reads them instead of
+    # analysing every poster's text on its first run.
+    bodies = [body for (body,) in conn.exec_driver_sql(f"select distinct body from {stage} where body is not null")]
+    remember_text_signals(conn, bodies, text_processes(settings))
+    return late, loaded
+
+
+def text_processes(settings: ResponsesSettings) -> int:
+    """How many processes a large batch's text analysis may use: the setting, or the cores this process may use."""
+    import os
+
+    if settings.text_processes > 0:
+        return settings.text_processes
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 SUPPRESSING = ("(s.event_type in ('unsubscribe', 'complaint') "
@@ -342,7 +357,8 @@ def ingest_responses(
             conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
             late, loaded = _LOADERS[dataset](conn, settings, source.name)
             if dataset == "reviews":
-                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage)
+                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage,
+                                                  processes=text_processes(settings))
             rejects = reject_frame(dataset, checked.frame, checked.rejects + late)
             rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
             rows_loaded += loaded

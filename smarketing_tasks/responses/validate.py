@@ -116,7 +116,21 @@ def _text_rules(frame, typed, problems, settings: ResponsesSettings, columns: tu
         problems.add(length > settings.max_body_chars, f"{column}_too_long",
                      f"{column} has " + length.astype("string").fillna("") + f" characters, more than "
                      f"{settings.max_body_chars:,}")
-        typed[column] = raw.map(lambda v: clean_text(str(v)) if v is not None and v == v else None).astype(object)
+        typed[column] = _each_distinct(raw, clean_text)
+
+
+def _each_distinct(raw: pd.Series, work) -> pd.Series:
+    """``work(str(value))`` per row, computed once per distinct value (texts repeat: "Good.", a platform's
+    template); missing values and None answers stay None."""
+    import pandas as pd
+
+    present = raw.notna()
+    distinct = pd.unique(raw[present])
+    answers = dict(zip(distinct, (work(str(v)) for v in distinct), strict=True))
+    mapped = raw[present].map(answers).astype(object)
+    out = pd.Series(None, index=raw.index, dtype=object)
+    out[present] = mapped.where(mapped.notna(), None)
+    return out
 
 
 def _token_claims(tokens: pd.Series, moments: pd.Series, purpose: Purpose, keys: list[bytes]):
@@ -197,24 +211,16 @@ def _post_rules(frame, typed, problems: Problems, settings: ResponsesSettings, k
     problems.add(url.notna() & (url != "") & ~url.str.fullmatch(URL_PATTERN).fillna(False), "bad_url",
                  "url is not an http(s) address: " + quote(frame["url"]))
     typed["url"] = url.where(url != "", None).astype(object)
-    typed["author_handle"] = frame["author_handle"].map(
-        lambda v: None if v is None or v != v else clean_text(str(v))[:200] if clean_text(str(v)) else None)
+    typed["author_handle"] = _each_distinct(frame["author_handle"], lambda v: (clean_text(v) or "")[:200] or None)
     _text_rules(frame, typed, problems, settings, ("body",))
     code = frame["referral_code"].astype("string").str.strip().str.upper()
     typed["referral_code"] = code.where(code != "", None).astype(object)
 
     # Token first: a share token given by the source, else a /s/{token} link in the url or the text.
-    def found(row) -> str | None:
-        given = row["share_token"]
-        if given is not None and given == given and str(given).strip():
-            return str(given).strip()
-        for value in (row["url"], row["body"]):
-            match = SHARE_LINK.search(str(value)) if value is not None and value == value else None
-            if match:
-                return match.group(1)
-        return None
-
-    tokens = frame.apply(found, axis=1) if len(frame) else pd.Series(dtype=object)
+    given = frame["share_token"].astype("string").str.strip()
+    linked = [frame[c].astype("string").str.extract(SHARE_LINK.pattern, expand=False) for c in ("url", "body")]
+    tokens = given.where(given.notna() & (given != ""), linked[0].fillna(linked[1])).astype(object)
+    tokens = tokens.where(tokens.notna(), None)
     ids, _ = _token_claims(tokens, typed["posted_at"], Purpose.SHARE, keys)
     typed["token_message_id"] = pd.Series(ids, index=frame.index, dtype=object)
 

@@ -24,7 +24,6 @@ is their latest row. Every step is idempotent for a scoring date, so retries and
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from smarketing_tasks.scoring.score import (
     score_customers,
 )
 from smarketing_tasks.scoring.settings import ScoringSettings
-from smarketing_tasks.scoring.text import SIGNAL_METHOD, text_signals
+from smarketing_tasks.scoring.text_store import Signal, signals_of, store_text_signals, stripped_texts
 
 log = logging.getLogger(__name__)
 
@@ -531,10 +530,10 @@ def score_partition(engine: sa.Engine, as_of: datetime, partition: int, settings
     frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
     frame[["rfm_r", "rfm_f", "rfm_m"]] = rfm_buckets(frame, model)
     scored = score_customers(frame, model, settings)
-    scored["score_date"] = score_date
+    scored["score_date"] = score_date.isoformat()  # written as text: COPY reads it; to_csv formats a str 2.5x faster
     scored["scored_at"] = as_of.isoformat()
     candidates = follow_up_candidates(scored, settings)
-    candidates["score_date"] = score_date
+    candidates["score_date"] = score_date.isoformat()
     candidates["partition_no"] = partition
     candidates["priority_key"] = candidates["priority_log_weight"].astype("float64") + priority_clock(score_date, settings)
     state = _state_rows(frame, scored, model, settings, score_date)
@@ -571,53 +570,23 @@ def score_partition(engine: sa.Engine, as_of: datetime, partition: int, settings
 SIGNAL_TEXTS = {"post_text": "post", "nps_comment": "nps"}
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
-def attach_text_signals(conn: sa.Connection, frame: pd.DataFrame) -> dict[str, tuple[str, float | None]]:
+def attach_text_signals(conn: sa.Connection, frame: pd.DataFrame) -> dict[str, Signal]:
     """Add the language and sentiment of each post text and NPS comment to ``frame``: stored ones from
     ``smarketing.text_signals``, the others computed now (returned by md5, for ``store_text_signals``).
 
-    A day's customers mostly said things already analysed on an earlier day (their post did not change, or
-    others said the same words), so a normal run neither loads the language detector nor runs VADER for them.
+    The responses stage stores the signal of each post as it loads it, and a day's customers mostly said
+    things already analysed on an earlier day, so a run computes signals only for texts that arrived some
+    other way (NPS answers, rows loaded before the responses stage stored signals).
     """
-    stripped = {column: [t.strip() if isinstance(t, str) and t.strip() else None for t in frame[column].tolist()]
-                for column in SIGNAL_TEXTS}
-    distinct = {t for texts in stripped.values() for t in texts if t is not None}
-    by_hash = {_md5(t): t for t in distinct}
-    signals: dict[str, tuple[str, float | None]] = {}
-    if by_hash:
-        rows = conn.execute(sa.text(
-            "select text_md5, language, sentiment from smarketing.text_signals "
-            "where text_md5 = any(:hashes) and method = :method"),
-            {"hashes": sorted(by_hash), "method": SIGNAL_METHOD}).all()
-        signals = {by_hash[row.text_md5]: (row.language, row.sentiment) for row in rows}
-    missing = sorted(distinct - signals.keys())
-    computed = dict(zip(missing, text_signals(missing), strict=True)) if missing else {}
-    signals.update(computed)
+    stripped = {column: stripped_texts(frame[column].tolist()) for column in SIGNAL_TEXTS}
+    signals, computed = signals_of(conn, (t for texts in stripped.values() for t in texts if t is not None))
     for column, prefix in SIGNAL_TEXTS.items():
         found = [None if t is None else signals[t] for t in stripped[column]]
         frame[f"{prefix}_signal"] = [s is not None for s in found]
         frame[f"{prefix}_signal_language"] = [s and s[0] for s in found]
         frame[f"{prefix}_signal_sentiment"] = np.array([np.nan if s is None or s[1] is None else s[1] for s in found],
                                                        dtype="float64")
-    return {_md5(text): signal for text, signal in computed.items()}
-
-
-def store_text_signals(conn: sa.Connection, computed: dict[str, tuple[str, float | None]]) -> None:
-    """Keep newly computed text signals; partitions scored at the same time may store the same text (in key
-    order, so that they never wait on each other in a cycle)."""
-    if not computed:
-        return
-    conn.execute(sa.text("""
-        insert into smarketing.text_signals (text_md5, method, language, sentiment)
-        values (:h, :method, :language, :sentiment)
-        on conflict (text_md5) do update set method = excluded.method, language = excluded.language,
-            sentiment = excluded.sentiment, computed_at = excluded.computed_at
-        where smarketing.text_signals.method <> excluded.method"""),
-        [{"h": h, "method": SIGNAL_METHOD, "language": language, "sentiment": sentiment}
-         for h, (language, sentiment) in sorted(computed.items())])
+    return computed
 
 
 def priority_clock(score_date: date, settings: ScoringSettings) -> float:
@@ -629,7 +598,7 @@ def priority_clock(score_date: date, settings: ScoringSettings) -> float:
 def _state_rows(frame: pd.DataFrame, scored: pd.DataFrame, model: ValueModel, settings: ScoringSettings,
                 score_date: date) -> pd.DataFrame:
     days = days_to_time_boundary(frame, scored, model, settings, settings.rescore_horizon_days)
-    rescore_on = [score_date + timedelta(days=int(d)) if d >= 0 else None for d in days.tolist()]
+    rescore_on = [(score_date + timedelta(days=int(d))).isoformat() if d >= 0 else None for d in days.tolist()]
     return pd.DataFrame({
         "customer_id": frame["customer_id"].astype(str),
         "orders_count": frame["orders_count"].astype("int64"),
@@ -637,7 +606,7 @@ def _state_rows(frame: pd.DataFrame, scored: pd.DataFrame, model: ValueModel, se
         "first_day": frame["first_day"], "last_day": frame["last_day"], "last_order_at": frame["last_order_at"],
         "x": pd.array(frame["x"], dtype="Int64"),
         "mean_repeat_value": frame["mean_repeat_value"],
-        "scored_on": score_date,
+        "scored_on": score_date.isoformat(),
         "rescore_on": rescore_on,
     })
 

@@ -357,9 +357,17 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     fact_names = list(facts.columns)
     fact_lists = [facts[c].tolist() for c in fact_names]
     row_lists = [row_columns[c].tolist() for c in _ROW_FIELDS]
+    # Most customers are silent buyers with nothing else to say: their reasons come from orders alone (the
+    # same words ``explain`` gives them), without building two records each (~3 µs a customer).
+    plain = _silent_buyers(segment, level, post_negative, complaints, referrals, post_count, reviews, returned)
+    best = (row_columns["rfm_r"] == 5) & (row_columns["rfm_f"] == 5) & (row_columns["rfm_m"] == 5)
+    plain_reasons = iter([_silent_buyer_reasons(n, v, b) for n, v, b in zip(
+        row_columns["orders_count"][plain].tolist(), row_columns["lifetime_value"][plain].tolist(),
+        best[plain].tolist(), strict=True)])
+    rows_and_facts = zip(zip(*row_lists, strict=True), zip(*fact_lists, strict=True), strict=True)
     result["reasons"] = [
-        "; ".join(explain(_Row._make(r), _Facts._make(f), settings))
-        for r, f in zip(zip(*row_lists, strict=True), zip(*fact_lists, strict=True), strict=True)
+        next(plain_reasons) if simple else "; ".join(explain(_Row._make(r), _Facts._make(f), settings))
+        for simple, (r, f) in zip(plain.tolist(), rows_and_facts, strict=True)
     ]
     post_texts = facts["post_text"].tolist()
     result["ctx_feedback_text"] = [p if (t is None or t != t) and negative else t  # a critic's post speaks for them
@@ -380,6 +388,21 @@ _Row = namedtuple("_Row", _ROW_FIELDS)
 _Facts = namedtuple("_Facts", ("level", "source", "text", "language", "scored", "nps", "rating", "p_alive",
                                "returned", "complaints", "referral_revenue", "feedback_age", "recency",
                                "post_text", "post_negative"))
+
+
+def _silent_buyers(segment, level, post_negative, complaints, referrals, post_count, reviews, returned) -> np.ndarray:
+    """Customers whose reasons ``_silent_buyer_reasons`` gives: silent, and nothing but orders to tell."""
+    return ((segment == "silent") & (level == "") & ~post_negative & (complaints == 0) & (referrals == 0)
+            & (post_count == 0) & (reviews <= 1) & ~returned)
+
+
+def _silent_buyer_reasons(orders_count: int, lifetime_value: float, best: bool) -> str:
+    """``explain`` for a silent customer with no feedback, post, complaint, referral, return or second review."""
+    if not orders_count:
+        return "no purchases or feedback yet"
+    orders = "1 order" if orders_count == 1 else f"{orders_count} orders"
+    best_line = "; among our best customers (RFM 5-5-5)" if best else ""
+    return f"{orders}, {lifetime_value:,.0f} spent{best_line}; no review, post or referral yet"
 
 
 def _stars(value: float) -> str:

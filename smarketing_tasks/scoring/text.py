@@ -140,9 +140,13 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
     known = list(languages) if languages is not None else [None] * len(texts)
     given_sentiments = list(sentiments) if sentiments is not None else [...] * len(texts)
+    nothing = ("und", False, float("nan"), False, 0)  # most customers wrote nothing: no key, no lookup
     cache: dict[tuple, tuple[str, bool, float, bool, int]] = {}
     rows = []
     for text, given, sentiment in zip(texts, known, given_sentiments, strict=True):
+        if not text:
+            rows.append(nothing)
+            continue
         given = given if isinstance(given, str) and given else None
         if sentiment is not ... and sentiment is not None and sentiment != sentiment:
             sentiment = None  # NaN: not scored there
@@ -161,12 +165,45 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
 SIGNAL_METHOD = "scoring-text-1"
 
 
-def text_signals(texts: Sequence[str]) -> list[tuple[str, float | None]]:
+# Below this many distinct texts a pool costs more than it saves (forking, pickling, a lexicon per process).
+PARALLEL_MIN_TEXTS = 4_000
+
+
+def text_signals(texts: Sequence[str], processes: int = 1) -> list[tuple[str, float | None]]:
     """(language, VADER compound or None when not English) per text: the part of ``analyse_texts`` worth
-    storing (the detector and VADER), from which it gives the same answer when passed back as given."""
+    storing (the detector and VADER), from which it gives the same answer when passed back as given.
+
+    With ``processes`` > 1 and at least ``PARALLEL_MIN_TEXTS`` distinct texts, the distinct texts are split
+    into that many contiguous chunks analysed in forked processes; each text's answer depends on the text
+    alone (VADER is a lexicon, the detectors are seeded), so the answers equal one process's.
+    """
+    distinct = list(dict.fromkeys(texts))
+    if processes > 1 and len(distinct) >= PARALLEL_MIN_TEXTS:
+        answers = dict(zip(distinct, _in_processes(_signals_of_distinct, distinct, processes), strict=True))
+    else:
+        answers = dict(zip(distinct, _signals_of_distinct(distinct), strict=True))
+    return [answers[t] for t in texts]
+
+
+def _signals_of_distinct(texts: list[str]) -> list[tuple[str, float | None]]:
     analysed = analyse_texts(texts)
     return [(language, float(compound) if scored else None) for language, scored, compound in
             zip(analysed["language"], analysed["scored"], analysed["compound"], strict=True)]
+
+
+def _in_processes(work, items: list, processes: int) -> list:
+    """``work(chunk)`` over ``processes`` contiguous chunks of ``items`` in forked processes, results in order.
+
+    Fork, not spawn: the children start with the parent's imported modules and loaded models (VADER's lexicon,
+    the detectors' tables), so they pay no import. Used above a size threshold only."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = -(-len(items) // processes)
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    _analyzer()  # loaded once here, inherited by every child
+    with ProcessPoolExecutor(max_workers=len(chunks), mp_context=multiprocessing.get_context("fork")) as pool:
+        return [answer for part in pool.map(work, chunks) for answer in part]
 
 
 def _analyse_one(stripped: str, given: str | None, sentiment, rules: TextRules) -> tuple[str, bool, float, bool, int]:

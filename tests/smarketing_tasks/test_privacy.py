@@ -193,3 +193,28 @@ def test_retention_strips_old_contact_data_and_keeps_recent(seeded):
 def test_retention_needs_aware_time(seeded):
     with pytest.raises(ValueError):
         apply_retention(seeded, now=datetime(2026, 11, 22), settings=PrivacySettings())  # noqa: DTZ001
+
+
+def test_erasure_deletes_the_stored_signals_of_the_persons_texts(seeded):
+    """text_signals names no customer, but its key (md5 of the words) can be recomputed by anyone holding the
+    words: the person's post texts and NPS comments lose their signal rows; others' stay."""
+    from smarketing_tasks.scoring.text_store import remember_text_signals, text_md5
+
+    alice_post, alice_comment, bob_comment = ("Alice M. here: the mug from Jane's shop is perfect!",
+                                              "  Slow delivery to Berlin  ", "Great mugs, will buy again")
+    with seeded.begin() as conn:
+        conn.execute(sa.text("""insert into smarketing.social_posts (post_id, platform, customer_id, body, posted_at, source)
+                                values ('S-A2', 'x', :id, :body, :t, 'test')"""), {"id": ALICE["id"], "body": alice_post, "t": NOW})
+        conn.execute(sa.text("update smarketing.nps_answers set comment = :c where customer_id = :id"),
+                     [{"c": alice_comment, "id": ALICE["id"]}, {"c": bob_comment, "id": BOB["id"]}])
+        texts = conn.execute(sa.text("select body from smarketing.social_posts "
+                                     "union all select comment from smarketing.nps_answers")).scalars().all()
+        assert remember_text_signals(conn, texts) == 4  # 'love it' (both wrote it), Alice's two texts, Bob's comment
+
+    result = erase_customer(seeded, requested_at=NOW, customer_id=ALICE["id"])
+
+    assert result.rows_deleted["smarketing.text_signals"] == 3
+    with seeded.connect() as conn:
+        left = conn.execute(sa.text("select text_md5 from smarketing.text_signals")).scalars().all()
+    assert left == [text_md5(bob_comment)]
+    assert erase_customer(seeded, requested_at=NOW, customer_id=ALICE["id"]).total_deleted == 0

@@ -154,3 +154,28 @@ def test_repeated_reviews_get_the_signals_each_would_get_alone():
     together = review_signals(rows)
     assert together == [review_signals([row])[0] for row in rows]
     assert [s.review_id for s in together] == list("abcdefghij")
+
+
+def test_a_large_batch_judged_in_forked_processes_equals_one_process(monkeypatch):
+    """Above the size threshold the distinct reviews are judged in forked processes; every review (repeats, other
+    languages, quotes wanted or not) gets exactly what one process gives, in the batch's order."""
+    from smarketing_tasks.scoring import text
+
+    bodies = ["Good.", "Great quality, fast delivery! Will order again.", "The seams came loose after a week",
+              "Gute Qualität, schnelle Lieferung, gerne wieder.", "Call me on +49 170 1234567. Best tee I own.", ""]
+    rows = [(f"r{n}", 1 + n % 5, "Nice" if n % 7 == 0 else None, f"{bodies[n % 6]} {n // 12}" if n % 4 else bodies[n % 6],
+             n % 3 > 0, "de" if n % 6 == 3 and n % 2 else None) for n in range(600)]
+    pools: list[int] = []
+    in_processes = text._in_processes
+
+    def counting(work, items, processes):
+        pools.append(len(items))
+        return in_processes(work, items, processes)
+
+    alone = review_signals(rows)
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 50)
+    monkeypatch.setattr(text, "_in_processes", counting)
+    parallel = review_signals(rows, processes=2)
+    assert len(pools) == 1 and 50 <= pools[0] < len(rows)  # the pool ran, once per distinct review
+    assert parallel == alone
+    assert [s.review_id for s in parallel] == [row[0] for row in rows]

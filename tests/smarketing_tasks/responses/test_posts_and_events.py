@@ -168,3 +168,70 @@ def test_concurrent_runs_do_not_collide(shop, warehouse):
     assert len(after_concurrent["suppressions"]) == 15
     run("d")
     assert snapshot(warehouse) == after_concurrent
+
+
+def test_loaded_posts_get_their_text_signals_and_a_first_score_run_analyses_no_text(shop, warehouse, monkeypatch):
+    """Posts leave the responses stage with the language and sentiment of each distinct text stored (keyed by
+    the md5 of the stripped text): scoring's first full run then reads them and analyses nothing, and a rerun
+    of the load computes none again."""
+    from smarketing_tasks.scoring import ScoringSettings, text
+    from smarketing_tasks.scoring.pipeline import run_all
+    from smarketing_tasks.scoring.text_store import text_md5
+
+    bodies = {"P1": "Best tee ever, I love it!", "P2": "Best tee ever, I love it!",
+              "P3": "Ein wunderbares Geschenk für meine Schwester, sie trägt es jeden Tag.", "P4": "meh, it's ok"}
+    with warehouse.begin() as conn:
+        for n in range(1, len(bodies) + 1):
+            add_customer(conn, f"C{n}")
+            add_order(conn, f"O{n}", f"C{n}", T0)
+    with shop.begin() as conn:
+        for n, (post_id, body) in enumerate(bodies.items(), start=1):
+            shop_insert(conn, "social_posts", post_id=post_id, platform="x", customer_id=f"C{n}", body=body,
+                        followers=10 * n, posted_at=T0 + timedelta(days=1))
+    assert _ingest(shop, warehouse, "social_posts").rows_loaded == 4
+    stored = {r.text_md5: (r.language, r.sentiment) for r in
+              _rows(warehouse, "select text_md5, language, sentiment from smarketing.text_signals")}
+    distinct = sorted(set(bodies.values()))
+    assert stored == {text_md5(t): s for t, s in zip(distinct, text.text_signals(distinct), strict=True)}
+    assert stored[text_md5(bodies["P1"])][0] == "en" and stored[text_md5(bodies["P1"])][1] > 0.5
+    assert stored[text_md5(bodies["P3"])] == ("de", None)  # not English: no sentiment, never guessed
+
+    def not_again(*_args, **_kwargs):
+        raise AssertionError("a text with a stored signal was analysed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(text, "detect_language", not_again)
+        patch.setattr(text, "_analyzer", not_again)
+        assert _ingest(shop, warehouse, "social_posts", run_id="run-2").rows_loaded == 0
+        summary = run_all(warehouse, UNTIL, ScoringSettings(partitions=2), say=lambda _: None)
+    assert summary["mode"] == "full" and summary["customers"] == 4
+    scores = {r.customer_id: r for r in _rows(warehouse, "select * from smarketing.advocate_scores")}
+    assert set(scores) == {"C1", "C2", "C3", "C4"}
+
+
+def test_a_batch_analysed_in_forked_processes_loads_inside_its_transaction(shop, warehouse, monkeypatch):
+    """The pool forks while the batch's transaction is open: the children never touch the connection, so the
+    load commits, and the stored signals are the ones one process computes."""
+    from smarketing_tasks.scoring import text
+    from smarketing_tasks.scoring.text_store import text_md5
+
+    bodies = [f"Post number {n}: the mug is lovely and arrived quickly" for n in range(6)] + [
+        "Das Paket kam leider beschädigt an, sehr ärgerlich.", "Best tee ever"]
+    with warehouse.begin() as conn:
+        add_customer(conn, "C1")
+    with shop.begin() as conn:
+        for n, body in enumerate(bodies):
+            shop_insert(conn, "social_posts", post_id=f"P{n}", platform="x", customer_id="C1", body=body,
+                        followers=n, posted_at=T0 + timedelta(days=1))
+    pools: list[int] = []
+    in_processes = text._in_processes
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 4)
+    monkeypatch.setattr(text, "_in_processes", lambda work, items, processes: pools.append(processes)
+                        or in_processes(work, items, processes))
+    result = ingest_responses(ResponseSqlSource(shop), "social_posts", warehouse, until=UNTIL, run_id="run-1",
+                              settings=ResponsesSettings(text_processes=2), keys=[KEY])
+    assert result.rows_loaded == len(bodies) and pools == [2]
+    stored = {r.text_md5: (r.language, r.sentiment) for r in
+              _rows(warehouse, "select text_md5, language, sentiment from smarketing.text_signals")}
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 10_000)
+    assert stored == {text_md5(t): s for t, s in zip(bodies, text.text_signals(bodies), strict=True)}

@@ -133,3 +133,32 @@ def test_lukewarm_rule_on_real_review_text():
     short_faint = corpus["text"].str.lower().str.strip(".!").isin(["good", "ok", "fine", "nice", "it was alright"])
     assert (got[short_faint & (corpus["rating"] >= 3)] == "lukewarm").all()
     assert set(corpus["expected"]) == {"lukewarm", "promoter", "passive", "detractor", "flagged"}
+
+
+def test_text_signals_in_forked_processes_equal_one_process(monkeypatch):
+    """A large batch's signals spread over processes are the ones a single process computes, in the same order
+    (repeated texts included; English, other languages, short and empty texts)."""
+    from smarketing_tasks.scoring import text
+
+    base = ["Good.", "Absolutely love this jacket, fits perfectly", "Terrible. Broke after a week.",
+            "Das Produkt ist leider nach zwei Wochen kaputt gegangen, sehr enttäuschend.",
+            "Très bon produit, je le recommande à toutes mes amies.", "ok", "", "Best tee ever",
+            "Not what I expected, the colour is off and the seams came loose"]
+    texts = [f"{t} {n}" if t and n % 3 else t for n in range(120) for t in base]  # distinct ones and repeats
+    chunks_seen: list[int] = []
+    in_processes = text._in_processes
+
+    def counting(work, items, processes):
+        chunks_seen.append(processes)
+        return in_processes(work, items, processes)
+
+    alone = text.text_signals(texts)
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 10)
+    monkeypatch.setattr(text, "_in_processes", counting)
+    parallel = text.text_signals(texts, processes=3)
+    assert chunks_seen == [3]  # the pool ran
+    assert parallel == alone
+    assert {language for language, _ in alone} >= {"en", "de", "fr", "und"}
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 10_000)
+    chunks_seen.clear()
+    assert text.text_signals(texts, processes=3) == alone and chunks_seen == []  # below the threshold: one process

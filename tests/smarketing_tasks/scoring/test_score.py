@@ -141,3 +141,23 @@ def test_recent_valuable_feedback_comes_first():
     candidates = follow_up_candidates(score_customers(frame, MODEL, ScoringSettings()), ScoringSettings())
     order = candidates.sort_values("priority_weight", ascending=False)["customer_id"].tolist()
     assert order == ["recent_valuable", "recent", "old"]
+
+
+def test_silent_buyers_get_the_reasons_explain_gives(monkeypatch):
+    """The shortcut for silent customers (most of a shop) writes exactly what ``explain`` writes for them."""
+    from smarketing_tasks.scoring import score
+
+    quiet = [{**BUYER, "customer_id": "one"}, {"customer_id": "none", "orders_count": 0, "lifetime_value": 0.0},
+             {**BUYER, "customer_id": "best", "orders_count": 3, "lifetime_value": 12345.6, "x": 2, "t_x_days": 8.0,
+              "rfm_r": 5, "rfm_f": 5, "rfm_m": 5},
+             {**BUYER, "customer_id": "reviewed_once", "reviews_count": 1}]
+    frame = pd.concat([_customers(), pd.DataFrame(quiet)], ignore_index=True)
+    fast = score_customers(frame, MODEL, ScoringSettings())
+    shortcut_rows = score._silent_buyers(fast["segment"].to_numpy(), np.full(len(fast), ""), np.zeros(len(fast), bool),
+                                         0, 0, 0, 0, np.zeros(len(fast), bool))
+    assert shortcut_rows.sum() >= 4
+    monkeypatch.setattr(score, "_silent_buyers", lambda segment, *_: np.zeros(len(segment), bool))
+    pd.testing.assert_frame_equal(fast, score_customers(frame, MODEL, ScoringSettings()))
+    reasons = fast.set_index("customer_id")["reasons"]
+    assert reasons["one"] == "1 order, 50 spent; no review, post or referral yet"
+    assert reasons["none"] == "no purchases or feedback yet"
