@@ -27,8 +27,9 @@ class ResponsesSettings:
     # processes for language detection of many distinct texts (py3langid: ~10,000 texts/s per core)
     language_processes: int = 1
     # processes for the text signals (language, VADER) of a batch with thousands of distinct texts; 0: the cores
-    # this process may use. Smaller batches stay in one process.
-    text_processes: int = 0
+    # this process may use. One by default: a worker's cores are usually busy with other tasks, and on a busy
+    # 2-core machine two processes gained nothing (docs/benchmarks/responses.md). Smaller batches stay in one.
+    text_processes: int = 1
     # fail the run when more of a dataset's rows than this are quarantined ...
     responses_max_quarantine_share: float = 0.2
     # ... and it read at least this many rows (an hour with three reviews, one bad, is not a broken source)
