@@ -79,6 +79,7 @@ class SuiteResult:
     distributions: list[DistributionOutcome]
     seconds: float
     validation_id: int | None = None
+    rows_moved: int = 0  # deleted from a warehouse table (later suites of a stage may see them gone)
     clean: pd.DataFrame | None = field(default=None, repr=False)  # frame input minus moved rows
 
     @property
@@ -117,7 +118,32 @@ def gate(data: sa.Engine | pd.DataFrame, suite_name: str, **kwargs: Any) -> Suit
     return result
 
 
-def run_suite(
+def run_suite(data: sa.Engine | pd.DataFrame, suite_name: str, **kwargs: Any) -> SuiteResult:
+    """Validate one batch with ``expectations/<suite_name>.json``, then quarantine, move and record (see
+    ``check_suite`` for the arguments)."""
+    return settle_suite(check_suite(data, suite_name, **kwargs))
+
+
+@dataclass
+class CheckedBatch:
+    """A batch validated and judged, with nothing quarantined, moved or recorded yet (``settle_suite`` does)."""
+
+    suite: SuiteSpec
+    result: SuiteResult
+    bad_rows: dict[str, list[ExpectationOutcome]]
+    engine: sa.Engine | None
+    frame: pd.DataFrame | None  # frame input (with row refs), or None for a warehouse batch
+    table: str | None
+    query: str | None
+    source: str
+    move: bool
+    record: bool
+    run_time: datetime | None
+    gx_result: dict | None
+    started: float
+
+
+def check_suite(
     data: sa.Engine | pd.DataFrame,
     suite_name: str,
     *,
@@ -133,8 +159,8 @@ def run_suite(
     settings: QualitySettings | None = None,
     record: bool = True,
     whole_table: bool = True,
-) -> SuiteResult:
-    """Validate one batch with ``expectations/<suite_name>.json``.
+) -> CheckedBatch:
+    """Validate and judge one batch with ``expectations/<suite_name>.json``; reads only (the GX batch view aside).
 
     ``data``: a DataFrame (validated in pandas), or the warehouse engine, in which case the batch is the
     suite's table (or ``table``, e.g. a staging table) restricted by the suite's ``batch_filter`` over
@@ -213,21 +239,29 @@ def run_suite(
     )
     # Rows leave the batch only when they can be recorded: a frame checked without a warehouse keeps them.
     move = result.success and suite.on_bad_rows == "move" and engine is not None
-    if is_frame:
+    return CheckedBatch(suite, result, bad_rows, engine, frame if is_frame else None, table or suite.table, query,
+                        source, move, record, run_time, run.gx_result if run else None, started)
+
+
+def settle_suite(checked: CheckedBatch) -> SuiteResult:
+    """Quarantine a checked batch's broken rows (and move them out when it passed), then record the run."""
+    suite, result, bad_rows, engine = checked.suite, checked.result, checked.bad_rows, checked.engine
+    frame = checked.frame
+    if frame is not None:
         rejects = _frame_rejects(suite, frame, bad_rows) if bad_rows else None
-        keep = ~frame[ROW_REF].isin(bad_rows.keys()) if move and bad_rows else None
+        keep = ~frame[ROW_REF].isin(bad_rows.keys()) if checked.move and bad_rows else None
         result.clean = (frame if keep is None else frame[keep]).drop(columns=[ROW_REF]).reset_index(drop=True)
         if engine is not None and rejects is not None:
             from smarketing_tasks.ingest.pipeline import quarantine_rows
 
             with engine.begin() as conn:
-                result.rows_quarantined = quarantine_rows(conn, suite.dataset, source, rejects, run_id)
+                result.rows_quarantined = quarantine_rows(conn, suite.dataset, checked.source, rejects, result.run_id)
     elif bad_rows:
-        result.rows_quarantined = _quarantine_table_rows(engine, suite, table or suite.table, query, bad_rows,
-                                                         run_id, move=move)
-    result.seconds = time.perf_counter() - started
-    if record and engine is not None:
-        result.validation_id = _record_run(engine, result, run_time, run.gx_result if run else None)
+        result.rows_quarantined, result.rows_moved = _quarantine_table_rows(
+            engine, suite, checked.table, checked.query, bad_rows, result.run_id, move=checked.move)
+    result.seconds = time.perf_counter() - checked.started
+    if checked.record and engine is not None:
+        result.validation_id = _record_run(engine, result, checked.run_time, checked.gx_result)
     return result
 
 
@@ -428,11 +462,12 @@ def _frame_rejects(suite: SuiteSpec, frame: pd.DataFrame, bad_rows: dict[str, li
 
 
 def _quarantine_table_rows(engine: sa.Engine, suite: SuiteSpec, table: str, query: str,
-                           bad_rows: dict[str, list[ExpectationOutcome]], run_id: str, *, move: bool) -> int:
+                           bad_rows: dict[str, list[ExpectationOutcome]], run_id: str, *,
+                           move: bool) -> tuple[int, int]:
     """Record (and, when moving, delete) rows by ctid and xmin: a row changed since validation is left alone.
 
     The raw record is the batch's row (joined columns such as a customer's email included), read in the
-    same transaction that deletes it.
+    same transaction that deletes it. Returns the rows quarantined and the rows deleted.
     """
     import pandas as pd
 
@@ -461,7 +496,7 @@ def _quarantine_table_rows(engine: sa.Engine, suite: SuiteSpec, table: str, quer
                                 "reason": _reason(outcome, outcome.rows.get(ref, {}))[:1000], "raw": raw,
                                 "raw_hash": raw_hash})
         rejects = pd.DataFrame(records, columns=["_row", "record_key", "rule", "reason", "raw", "raw_hash"])
-        return quarantine_rows(conn, suite.dataset, table, rejects, run_id)
+        return quarantine_rows(conn, suite.dataset, table, rejects, run_id), len(found) if move else 0
 
 
 def _record_run(engine: sa.Engine, result: SuiteResult, run_time: datetime | None, gx_result: dict | None) -> int:

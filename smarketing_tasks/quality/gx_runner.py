@@ -10,6 +10,7 @@ the rows GX names, including rows whose key is missing or duplicated.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ BATCH_VIEW_SCHEMA = "smarketing"
 BATCH_VIEW_PREFIX = "quality_batch_"  # views named so live only while a suite runs
 _INDEX = "smarketing_index"  # position of the expectation in its suite file, carried through GX in meta
 _GX_SAMPLE = 20  # values kept per expectation in stored GX results (Data Docs); counts stay exact
+# Suites of a stage validate in threads; GX keeps the current context in a process-wide project manager, so
+# contexts and their data sources are set up one at a time (validations themselves run in parallel).
+_SETUP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -116,7 +120,6 @@ def run_gx(
 
     if not evaluated:
         return GxRun([], None)
-    context = _context()
     gx_suite_dict = {
         "name": suite.name,
         "expectations": [{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}
@@ -129,11 +132,14 @@ def run_gx(
     if mode == "sql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"create view {BATCH_VIEW_SCHEMA}.{view} as {query}")
-        datasource = _sql_datasource(context, source_name, engine)
-        asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
-    else:
-        datasource = context.data_sources.add_pandas(source_name)
-        asset = datasource.add_dataframe_asset(suite.name)
+    with _SETUP_LOCK:
+        context = _context()
+        if mode == "sql":
+            datasource = _sql_datasource(context, source_name, engine)
+            asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
+        else:
+            datasource = context.data_sources.add_pandas(source_name)
+            asset = datasource.add_dataframe_asset(suite.name)
     try:
         if mode == "sql":
             batch = asset.add_batch_definition_whole_table("batch").get_batch()
