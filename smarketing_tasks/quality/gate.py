@@ -202,8 +202,7 @@ def check_suite(
                  f"{suite.join or ''} where {condition}")
         batch = target if condition == "true" else f"{target} where {condition}"
         if chosen == "pandas":
-            with engine.connect() as conn:
-                frame = pd.read_sql(sa.text(query), conn)
+            frame = read_batch_frame(engine, query)
             rows_checked = len(frame)
         else:
             with engine.connect() as conn:
@@ -283,6 +282,20 @@ def _batch_condition(suite: SuiteSpec, since: datetime | None, until: datetime |
     if where:
         parts.append(f"({where})")
     return " and ".join(parts) or "true"
+
+
+def read_batch_frame(engine: sa.Engine, query: str) -> pd.DataFrame:
+    """``pandas.read_sql(query)`` on the DBAPI connection under the engine: pandas converts the rows the same way,
+    without SQLAlchemy's per-row objects (~15% of reading 600k customers). The query is sent as is (no bind
+    parameters are parsed); pandas warns that it does not test DBAPI connections other than sqlite3, and
+    tests/smarketing_tasks/quality/test_gate.py holds the two frames equal."""
+    import warnings
+
+    import pandas as pd
+
+    with engine.connect() as conn, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy", category=UserWarning)
+        return pd.read_sql(query, conn.connection.driver_connection)
 
 
 def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whole_table: bool = True,

@@ -64,6 +64,17 @@ def quiet_gx() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_gx() -> None:
+    """Import GX (~4 s) once. Threads that need it meanwhile wait on this lock rather than import the same package
+    side by side, which can end in an import deadlock."""
+    with _IMPORT_LOCK:
+        quiet_gx()
+        import great_expectations  # noqa: F401
+
+
 def _context():
     quiet_gx()
     import great_expectations as gx
@@ -116,10 +127,11 @@ def run_gx(
     query asset's column names by running the whole query into memory (a million rows, twice), a view's
     from the catalog.
     """
-    from great_expectations.core import ExpectationSuite
-
     if not evaluated:
         return GxRun([], None)
+    import_gx()
+    from great_expectations.core import ExpectationSuite
+
     gx_suite_dict = {
         "name": suite.name,
         "expectations": [{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from smarketing_tasks.quality.gate import QualityGateFailed, SuiteResult, check_suite, run_suite, settle_suite
+from smarketing_tasks.quality.gx_runner import import_gx
 from smarketing_tasks.quality.settings import QualitySettings
 
 PURCHASE_SUITES = ("customers", "orders", "order_items")
@@ -52,10 +53,11 @@ def run_suites_in_order(engine: sa.Engine, batches: Sequence[tuple[str, dict[str
     """
     if len(batches) < 2:
         return [run_suite(engine, name, **arguments) for name, arguments in batches]
-    import great_expectations  # noqa: F401  (imported once here: a first import in several threads can deadlock)
+    import pandas  # noqa: F401  (imported before the threads start, as everything they import)
 
     with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="suite") as pool:
         checks = [pool.submit(check_suite, engine, name, **arguments) for name, arguments in batches]
+        import_gx()  # while the threads count their batches and read frames; they wait for it to validate
         results: list[SuiteResult] = []
         rows_moved = 0
         for (name, arguments), check in zip(batches, checks, strict=True):
