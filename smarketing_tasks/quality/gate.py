@@ -216,7 +216,7 @@ def check_suite(
         outcomes = [ExpectationOutcome(spec, kwargs, success=True, skipped="empty batch") for spec, kwargs in evaluated]
     else:
         run = run_gx(suite, evaluated, mode=chosen, frame=frame if chosen == "pandas" else None, engine=engine,
-                     query=query, row_limit=settings.quarantine_cap)
+                     query=query, row_limit=settings.quarantine_cap, parallel_workers=settings.gx_parallel_workers)
         outcomes = run.outcomes
     outcomes += skipped
     outcomes.sort(key=lambda o: o.spec.index)

@@ -120,6 +120,7 @@ def run_gx(
     engine: sa.Engine | None = None,
     query: str | None = None,
     row_limit: int = 100_000,
+    parallel_workers: int = -1,
 ) -> GxRun:
     """Validate ``frame`` (pandas) or the rows of ``query`` in ``engine``'s database (sql).
 
@@ -147,7 +148,7 @@ def run_gx(
     with _SETUP_LOCK:
         context = _context()
         if mode == "sql":
-            datasource = _sql_datasource(context, source_name, engine)
+            datasource = _sql_datasource(context, source_name, engine, parallel_workers)
             asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
         else:
             datasource = context.data_sources.add_pandas(source_name)
@@ -220,18 +221,21 @@ def _validation(context, definition, gx_suite):
             gx.ValidationDefinition(name=gx_suite.name, data=definition, suite=gx_suite))
 
 
-def _sql_datasource(context, name: str, engine: sa.Engine):
+def _sql_datasource(context, name: str, engine: sa.Engine, parallel_workers: int = -1):
     """A GX SQL data source on the warehouse, from the engine's own SQLAlchemy URL (the Airflow connection's):
     no second set of connection settings. GX's PostgreSQL type rejects URLs without a host (a unix socket in
-    ``?host=``); its generic SQL type takes them and runs the same PostgreSQL dialect.
+    ``?host=``); its generic SQL type takes them and runs the same PostgreSQL dialect. ``parallel_workers`` >= 0
+    sets max_parallel_workers_per_gather for its sessions (GX passes ``kwargs`` to ``create_engine``).
     """
     from great_expectations.compatibility.pydantic import ValidationError
 
     url = engine.url.render_as_string(hide_password=False)
+    kwargs = ({"connect_args": {"options": f"-c max_parallel_workers_per_gather={int(parallel_workers)}"}}
+              if parallel_workers >= 0 else {})
     try:
-        return context.data_sources.add_postgres(name, connection_string=url)
+        return context.data_sources.add_postgres(name, connection_string=url, kwargs=kwargs)
     except ValidationError:
-        return context.data_sources.add_sql(name, connection_string=url)
+        return context.data_sources.add_sql(name, connection_string=url, kwargs=kwargs)
 
 
 def _merged(first, second):

@@ -155,3 +155,15 @@ def test_a_batch_read_for_pandas_is_the_frame_read_sql_gives(warehouse):
 
     pd.testing.assert_frame_equal(frame, expected, check_exact=True)
     assert frame["label"].isna().sum() == 16 and frame["at"].dt.tz is not None
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(0, "0"), (1, "1")])
+def test_gx_sessions_use_the_configured_parallel_workers(warehouse, workers, expected):
+    from smarketing_tasks.quality.gx_runner import _context, _sql_datasource
+
+    datasource = _sql_datasource(_context(), f"parallel_{workers}", warehouse, workers)
+    try:
+        with datasource.get_engine().connect() as conn:
+            assert conn.exec_driver_sql("show max_parallel_workers_per_gather").scalar() == expected
+    finally:
+        datasource.get_engine().dispose()
