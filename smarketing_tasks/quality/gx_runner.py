@@ -10,6 +10,7 @@ the rows GX names, including rows whose key is missing or duplicated.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ BATCH_VIEW_SCHEMA = "smarketing"
 BATCH_VIEW_PREFIX = "quality_batch_"  # views named so live only while a suite runs
 _INDEX = "smarketing_index"  # position of the expectation in its suite file, carried through GX in meta
 _GX_SAMPLE = 20  # values kept per expectation in stored GX results (Data Docs); counts stay exact
+# Suites of a stage validate in threads; GX keeps the current context in a process-wide project manager, so
+# contexts and their data sources are set up one at a time (validations themselves run in parallel).
+_SETUP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -58,6 +62,17 @@ class GxRun:
 def quiet_gx() -> None:
     """GX logs ~200 INFO lines per run otherwise (STACK_NOTES)."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_gx() -> None:
+    """Import GX (~4 s) once. Threads that need it meanwhile wait on this lock rather than import the same package
+    side by side, which can end in an import deadlock."""
+    with _IMPORT_LOCK:
+        quiet_gx()
+        import great_expectations  # noqa: F401
 
 
 def _context():
@@ -105,6 +120,7 @@ def run_gx(
     engine: sa.Engine | None = None,
     query: str | None = None,
     row_limit: int = 100_000,
+    parallel_workers: int = -1,
 ) -> GxRun:
     """Validate ``frame`` (pandas) or the rows of ``query`` in ``engine``'s database (sql).
 
@@ -112,11 +128,11 @@ def run_gx(
     query asset's column names by running the whole query into memory (a million rows, twice), a view's
     from the catalog.
     """
-    from great_expectations.core import ExpectationSuite
-
     if not evaluated:
         return GxRun([], None)
-    context = _context()
+    import_gx()
+    from great_expectations.core import ExpectationSuite
+
     gx_suite_dict = {
         "name": suite.name,
         "expectations": [{"type": spec.type, "kwargs": kwargs, "meta": {**spec.meta, _INDEX: spec.index}}
@@ -129,28 +145,33 @@ def run_gx(
     if mode == "sql":
         with engine.begin() as conn:
             conn.exec_driver_sql(f"create view {BATCH_VIEW_SCHEMA}.{view} as {query}")
-        datasource = _sql_datasource(context, source_name, engine)
-        asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
-    else:
-        datasource = context.data_sources.add_pandas(source_name)
-        asset = datasource.add_dataframe_asset(suite.name)
-    try:
+    with _SETUP_LOCK:
+        context = _context()
         if mode == "sql":
-            batch = asset.add_batch_definition_whole_table("batch").get_batch()
+            datasource = _sql_datasource(context, source_name, engine, parallel_workers)
+            asset = datasource.add_table_asset(suite.name, table_name=view, schema_name=BATCH_VIEW_SCHEMA)
         else:
-            batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(
-                batch_parameters={"dataframe": frame})
+            datasource = context.data_sources.add_pandas(source_name)
+            asset = datasource.add_dataframe_asset(suite.name)
+    try:
+        # One batch definition, validated through validation definitions: GX then builds the batch once per pass
+        # (Batch.validate builds it again after get_batch, and a pandas batch is hashed each time, ~2 s a million rows).
+        with _SETUP_LOCK:
+            definition = (asset.add_batch_definition_whole_table("batch") if mode == "sql"
+                          else asset.add_batch_definition_whole_dataframe("batch"))
+        parameters = None if mode == "sql" else {"dataframe": frame}
         # Pass 1 answers pass/fail only: GX bundles those aggregates into a few scans of the batch.
-        first = batch.validate(gx_suite, result_format={"result_format": "BOOLEAN_ONLY"})
+        first = _validation(context, definition, gx_suite).run(
+            batch_parameters=parameters, result_format={"result_format": "BOOLEAN_ONLY"})
         failed = [item.expectation_config.meta.get(_INDEX) for item in first.results if not item.success]
         result = first
         if failed:
             # Pass 2, for what failed only: every offending row. GX cuts that list at partial_unexpected_count
             # (20 by default, also in SQL): ask for every row up to the quarantine cap; the gate refuses to
             # quarantine part of a problem beyond it.
-            retry = ExpectationSuite(name=suite.name, meta=gx_suite.meta, expectations=[
+            retry = ExpectationSuite(name=f"{suite.name}.failed", meta=gx_suite.meta, expectations=[
                 e for e in gx_suite_dict["expectations"] if e["meta"][_INDEX] in failed])
-            second = batch.validate(retry, result_format={
+            second = _validation(context, definition, retry).run(batch_parameters=parameters, result_format={
                 "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_REF],
                 "return_unexpected_index_query": False, "partial_unexpected_count": row_limit + 1,
             })
@@ -190,18 +211,31 @@ def _outcome(spec: ExpectationSpec, kwargs: dict[str, Any], item) -> Expectation
     )
 
 
-def _sql_datasource(context, name: str, engine: sa.Engine):
+def _validation(context, definition, gx_suite):
+    """A validation definition of ``gx_suite`` on ``definition``, registered in the (ephemeral) context as GX asks."""
+    import great_expectations as gx
+
+    with _SETUP_LOCK:
+        gx_suite = context.suites.add(gx_suite)
+        return context.validation_definitions.add(
+            gx.ValidationDefinition(name=gx_suite.name, data=definition, suite=gx_suite))
+
+
+def _sql_datasource(context, name: str, engine: sa.Engine, parallel_workers: int = -1):
     """A GX SQL data source on the warehouse, from the engine's own SQLAlchemy URL (the Airflow connection's):
     no second set of connection settings. GX's PostgreSQL type rejects URLs without a host (a unix socket in
-    ``?host=``); its generic SQL type takes them and runs the same PostgreSQL dialect.
+    ``?host=``); its generic SQL type takes them and runs the same PostgreSQL dialect. ``parallel_workers`` >= 0
+    sets max_parallel_workers_per_gather for its sessions (GX passes ``kwargs`` to ``create_engine``).
     """
     from great_expectations.compatibility.pydantic import ValidationError
 
     url = engine.url.render_as_string(hide_password=False)
+    kwargs = ({"connect_args": {"options": f"-c max_parallel_workers_per_gather={int(parallel_workers)}"}}
+              if parallel_workers >= 0 else {})
     try:
-        return context.data_sources.add_postgres(name, connection_string=url)
+        return context.data_sources.add_postgres(name, connection_string=url, kwargs=kwargs)
     except ValidationError:
-        return context.data_sources.add_sql(name, connection_string=url)
+        return context.data_sources.add_sql(name, connection_string=url, kwargs=kwargs)
 
 
 def _merged(first, second):

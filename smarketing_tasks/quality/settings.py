@@ -27,6 +27,10 @@ class QualitySettings:
     # Per-suite thresholds that win over the suite files, e.g. "orders=0.2,customers=0.1": the operator's lever
     # to let a known-bad batch pass once, so that its broken rows move to the quarantine and the loop goes on.
     threshold_overrides: str = ""
+    # PostgreSQL parallel workers per GX query (max_parallel_workers_per_gather of the validation sessions); -1: the
+    # server's setting. The suites of a stage already validate at once, and GX's compound-key check repeats its
+    # whole grouping in every worker: 0 saved a quarter of PostgreSQL's CPU on 1M purchases (docs/benchmarks/validation.md).
+    gx_parallel_workers: int = 0
 
     def threshold_for(self, suite: str, suite_default: float | None) -> float:
         for item in filter(None, (part.strip() for part in self.threshold_overrides.split(","))):

@@ -8,12 +8,14 @@ fit for XCom. DAG tasks call these with the run's id and logical time.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from smarketing_tasks.quality.gate import QualityGateFailed, SuiteResult, run_suite
+from smarketing_tasks.quality.gate import QualityGateFailed, SuiteResult, check_suite, run_suite, settle_suite
+from smarketing_tasks.quality.gx_runner import import_gx
 from smarketing_tasks.quality.settings import QualitySettings
 
 PURCHASE_SUITES = ("customers", "orders", "order_items")
@@ -41,10 +43,37 @@ def _say(result: SuiteResult, say: Say) -> None:
         say(f"  warning: {warning}")
 
 
+def run_suites_in_order(engine: sa.Engine, batches: Sequence[tuple[str, dict[str, Any]]]) -> list[SuiteResult]:
+    """``run_suite(engine, name, **arguments)`` for each batch, with the result of running them one after another.
+
+    The suites are validated at the same time, one thread each (GX's SQL suites wait on PostgreSQL while a
+    pandas suite works in Python), and settled (quarantined, moved, recorded) in order. An earlier suite that
+    moved rows out of its table may change what a later one sees (orders check that their customer exists;
+    order items are the lines of loaded orders), so every suite after it is validated again before settling.
+    """
+    if len(batches) < 2:
+        return [run_suite(engine, name, **arguments) for name, arguments in batches]
+    import pandas  # noqa: F401  (imported before the threads start, as everything they import)
+
+    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="suite") as pool:
+        checks = [pool.submit(check_suite, engine, name, **arguments) for name, arguments in batches]
+        import_gx()  # while the threads count their batches and read frames; they wait for it to validate
+        results: list[SuiteResult] = []
+        rows_moved = 0
+        for (name, arguments), check in zip(batches, checks, strict=True):
+            checked = check.result()
+            if rows_moved:
+                checked = check_suite(engine, name, **arguments)
+            results.append(settle_suite(checked))
+            rows_moved += results[-1].rows_moved
+    return results
+
+
 def audit_suites(engine: sa.Engine, suites: Sequence[str], *, run_id: str, run_time: datetime | None,
                  settings: QualitySettings | None = None, say: Say = print, **batch: Any) -> list[dict]:
     """Run ``suites`` on the warehouse with the same batch arguments; raise once if any failed."""
-    results = [run_suite(engine, name, run_id=run_id, run_time=run_time, settings=settings, **batch) for name in suites]
+    results = run_suites_in_order(engine, [(name, dict(run_id=run_id, run_time=run_time, settings=settings, **batch))
+                                           for name in suites])
     for result in results:
         _say(result, say)
     _raise_if_failed(results)
@@ -67,13 +96,14 @@ def audit_loaded(engine: sa.Engine, load_results: Sequence[dict], *, run_id: str
             since = None if since is None or earlier is None else min(since, earlier)
             until = max(until, later)
         windows[loaded["dataset"]] = (since, until)
-    results = []
+    batches = []
     for name in [n for n in order if n in windows]:  # customers first: orders then report moved customers
         since, until = windows[name]
         since = _unpassed_since(engine, name, since, run_id=run_id, run_time=run_time)
-        results.append(run_suite(engine, name, run_id=run_id, run_time=run_time, since=since, until=until,
-                                 settings=settings))
-        _say(results[-1], say)
+        batches.append((name, dict(run_id=run_id, run_time=run_time, since=since, until=until, settings=settings)))
+    results = run_suites_in_order(engine, batches)
+    for result in results:
+        _say(result, say)
     _raise_if_failed(results)
     return [r.as_dict() for r in results]
 

@@ -13,6 +13,9 @@ Rules (each rejected order is quarantined as dataset ``referrals`` with its reas
 
 Set-based SQL over the warehouse's orders up to the run's time, so reruns and late orders are harmless;
 each accepted redemption is attributed to the referrer's latest share or referral ask within the window.
+A run examines only the orders with a discount code written since the last run (``referral_changes``, kept by
+triggers, also when a code an order used is issued) and those still pending (``referral_pending``: ordered
+after the run's time, a code not issued yet, waiting for another first order), not every discount order.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ _NORMAL_EMAIL = ("case when split_part(lower({0}), '@', 2) in ('gmail.com', 'goo
                  "else regexp_replace(split_part(lower({0}), '@', 1), '\\+.*$', '') || '@' || split_part(lower({0}), '@', 2) "
                  "end")
 _DIGITS = "nullif(regexp_replace({0}, '[^0-9]', '', 'g'), '')"
+
+# An order (alias o, its code's owner rc) that redeems a referral code and is neither redeemed nor rejected for good.
+_OPEN = """o.discount_code is not null
+              and (rc.customer_id is not null or upper(trim(o.discount_code)) ~ :pattern)
+              and not exists (select 1 from smarketing.referrals r where r.referred_order_id = o.order_id)
+              and not exists (select 1 from smarketing.quarantine q where q.dataset = 'referrals'
+                              and q.record_key = o.order_id and q.rule = any(:final_rules))"""
 
 _RULES = [
     ("unknown_referral_code", "c.referrer is null",
@@ -58,8 +68,15 @@ def redeem_referrals(warehouse: sa.Engine, *, until: datetime, run_id: str,
     """Record redemptions of orders up to ``until`` and quarantine the rejected ones with their reason."""
     settings = settings or ResponsesSettings()
     started = time.perf_counter()
+    open_params = {"until": until, "pattern": f"^{settings.referral_code_pattern}$", "final_rules": list(FINAL_RULES)}
     with warehouse.begin() as conn:
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('smarketing_responses:referrals'))"))
+        # Claimed in this transaction: a change committed while the run goes on stays logged for the next run.
+        conn.exec_driver_sql("create temporary table examined_orders (order_id text primary key) on commit drop")
+        conn.exec_driver_sql(
+            "with claimed as (delete from smarketing.referral_changes returning order_id) "
+            "insert into examined_orders select order_id from claimed union select order_id from smarketing.referral_pending")
+        conn.exec_driver_sql("analyze examined_orders")
         conn.execute(sa.text(f"""
             create temporary table candidate_referrals on commit drop as
             select o.order_id, o.customer_id as referred, upper(trim(o.discount_code)) as code, o.ordered_at,
@@ -71,16 +88,12 @@ def redeem_referrals(warehouse: sa.Engine, *, until: datetime, run_id: str,
                     order by e.ordered_at, e.order_id limit 1) as earlier_order,
                    (select r.referrer_customer_id from smarketing.referrals r
                     where r.referred_customer_id = o.customer_id and r.referred_order_id <> o.order_id) as credited_to
-            from smarketing.orders o
+            from examined_orders x
+            join smarketing.orders o on o.order_id = x.order_id
             left join smarketing.referral_codes rc on rc.referral_code = upper(trim(o.discount_code))
             left join smarketing.customer_contacts ce on ce.customer_id = o.customer_id
             left join smarketing.customer_contacts re on re.customer_id = rc.customer_id
-            where o.discount_code is not null and o.ordered_at <= :until
-              and (rc.customer_id is not null or upper(trim(o.discount_code)) ~ :pattern)
-              and not exists (select 1 from smarketing.referrals r where r.referred_order_id = o.order_id)
-              and not exists (select 1 from smarketing.quarantine q where q.dataset = 'referrals'
-                              and q.record_key = o.order_id and q.rule = any(:final_rules))"""),
-            {"until": until, "pattern": f"^{settings.referral_code_pattern}$", "final_rules": list(FINAL_RULES)})
+            where o.ordered_at <= :until and {_OPEN}"""), open_params)
         candidates = conn.exec_driver_sql("select count(*) from candidate_referrals").scalar_one()
         conn.exec_driver_sql("alter table candidate_referrals add column rule text, add column reason text")
         for rule, condition, reason in _RULES:
@@ -108,6 +121,15 @@ def redeem_referrals(warehouse: sa.Engine, *, until: datetime, run_id: str,
             from candidate_referrals c where c.rule is null
             order by c.referred, c.ordered_at, c.order_id
             on conflict do nothing"""), {"window": settings.attribution_window}).rowcount
+        # What this run examined and may still change stays pending (orders after ``until`` included).
+        conn.exec_driver_sql("delete from smarketing.referral_pending p using examined_orders x "
+                             "where p.order_id = x.order_id")
+        conn.execute(sa.text(f"""
+            insert into smarketing.referral_pending (order_id)
+            select o.order_id from examined_orders x
+            join smarketing.orders o on o.order_id = x.order_id
+            left join smarketing.referral_codes rc on rc.referral_code = upper(trim(o.discount_code))
+            where {_OPEN}"""), open_params)
         conn.execute(sa.text(
             "insert into smarketing.ingest_runs (run_id, source, dataset, window_start, window_end, rows_read, "
             "rows_loaded, rows_quarantined, seconds) values (:run_id, :source, 'referrals', null, :end, :read, "

@@ -130,3 +130,40 @@ def test_without_a_warehouse_a_frame_keeps_its_broken_rows_nothing_is_dropped_un
 
     assert result.success and result.rows_bad == 1 and result.rows_quarantined == 0
     assert len(result.clean) == 30 and result.validation_id is None
+
+
+def test_a_batch_read_for_pandas_is_the_frame_read_sql_gives(warehouse):
+    import pandas as pd
+
+    from smarketing_tasks.quality.gate import read_batch_frame
+
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(
+            "create table smarketing.frame_read_check as select n, "
+            "case when mod(n, 3) = 0 then null else 'text ' || chr(37) || 's :x ' || n end as label, "
+            "case when mod(n, 4) = 0 then null else mod(n, 2) = 0 end as flag, "
+            "case when mod(n, 5) = 0 then null else timestamptz '2026-06-01 12:00+02' + n * interval '1 hour' end as at, "
+            "n * 1.25::numeric(8, 2) as amount, null::text as always_null "
+            "from generate_series(1, 50) n")
+    query = ("select t.ctid::text || '@' || t.xmin::text as _row_ref, t.* from smarketing.frame_read_check t "
+             "where t.label like '%x%' or t.label is null")  # sent as is: '%' is no placeholder
+
+    with warehouse.connect() as conn:
+        expected = pd.read_sql(sa.text(query), conn)
+
+    frame = read_batch_frame(warehouse, query)
+
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert frame["label"].isna().sum() == 16 and frame["at"].dt.tz is not None
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(0, "0"), (1, "1")])
+def test_gx_sessions_use_the_configured_parallel_workers(warehouse, workers, expected):
+    from smarketing_tasks.quality.gx_runner import _context, _sql_datasource
+
+    datasource = _sql_datasource(_context(), f"parallel_{workers}", warehouse, workers)
+    try:
+        with datasource.get_engine().connect() as conn:
+            assert conn.exec_driver_sql("show max_parallel_workers_per_gather").scalar() == expected
+    finally:
+        datasource.get_engine().dispose()

@@ -191,6 +191,42 @@ def test_a_moved_customer_keeps_its_contact_data_in_the_quarantine_record(wareho
                       "p4@example.com", "ring ring")
 
 
+def test_suites_validated_at_once_still_see_the_rows_earlier_suites_moved(warehouse):
+    """Customers, orders and order items validate concurrently but settle in order, so the result is that of one
+    after another: orders report the customer the customers suite moved out, and the lines of the order the orders
+    suite moved out are no longer in the order items' batch."""
+    from smarketing_tasks.quality import audit_suites
+    from smarketing_tasks.quality.stages import PURCHASE_SUITES
+    from tests.smarketing_tasks.quality.test_gate import _order
+
+    with warehouse.begin() as conn:
+        for n in range(30):
+            conn.execute(sa.text(
+                "insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, "
+                "updated_at, source) values (:id, 'DE', 'Europe/Berlin', true, :t, 'test')"), {"id": f"c{n}", "t": END})
+            conn.execute(sa.text(
+                "insert into smarketing.customer_contacts (customer_id, email, phone, updated_at) "
+                "values (:id, :email, :phone, :t)"),
+                {"id": f"c{n}", "email": f"p{n}@example.com", "phone": "ring ring" if n == 4 else "+49 30 1234", "t": END})
+        conn.execute(sa.text(
+            "insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at, "
+            "total_amount, currency, discount_code, updated_at, source) values (:order_id, :customer_id, :ordered_at, "
+            ":status, :shipped_at, :delivered_at, :total_amount, :currency, :discount_code, :updated_at, :source)"),
+            [_order(n, customer_id=f"c{n}", currency="usd" if n == 7 else "USD") for n in range(30)])
+        conn.execute(sa.text(
+            "insert into smarketing.order_items (order_id, line_no, sku, product_name, quantity, unit_price) "
+            "select 'o' || n, 1, 'SKU-1', 'Mug', 1, 5 from generate_series(0, 29) n"))
+
+    customers, orders, items = audit_suites(warehouse, PURCHASE_SUITES, run_id="together", run_time=END,
+                                            until=END, say=lambda _: None)
+
+    assert (customers["rows_checked"], customers["rows_quarantined"]) == (30, 1)
+    assert (orders["rows_checked"], orders["rows_quarantined"]) == (30, 1)
+    assert any("not in smarketing.customers" in w and '"c4"' in w for w in orders["warnings"]), orders["warnings"]
+    assert items["rows_checked"] == 29 and items["success"], "the moved order's line left the order items' batch"
+    assert _count(warehouse, "select count(*) from smarketing.order_items where order_id = 'o7'") == 1
+
+
 def _insert_messages(warehouse, numbers, planned_at: datetime) -> None:
     import hashlib
 

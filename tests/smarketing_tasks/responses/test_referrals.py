@@ -41,6 +41,11 @@ def _rules(warehouse):
             "select record_key, rule from smarketing.quarantine where dataset = 'referrals'")).all())
 
 
+def _pending(warehouse):
+    with warehouse.connect() as conn:
+        return list(conn.execute(sa.text("select order_id from smarketing.referral_pending order by 1")).scalars())
+
+
 def test_referral_rules(warehouse, referrers):
     with warehouse.begin() as conn:
         add_customer(conn, "F1", "friend1@example.com")
@@ -103,3 +108,30 @@ def test_orders_after_the_run_time_wait(warehouse, referrers):
     assert _referrals(warehouse) == {}
     redeem_referrals(warehouse, until=T0 + timedelta(days=11), run_id="later")
     assert set(_referrals(warehouse)) == {"O-1"}
+
+
+def test_a_run_reads_only_changed_and_pending_orders_and_still_matches_late_ones(warehouse, referrers):
+    with warehouse.begin() as conn:
+        add_customer(conn, "F1", "friend1@example.com")
+        add_order(conn, "O-1", "F1", T0 + timedelta(days=1), discount_code="REF-AAAAAAAA")
+        add_customer(conn, "F2", "friend2@example.com")
+        add_order(conn, "O-2", "F2", T0 + timedelta(days=1), discount_code="REF-CCCCCCCC")  # not issued yet
+        add_customer(conn, "F3", "friend3@example.com")
+        add_order(conn, "O-3", "F3", T0 + timedelta(days=1), discount_code="WELCOME10")
+    first = redeem_referrals(warehouse, until=T0 + timedelta(days=2), run_id="r1")
+    assert set(_referrals(warehouse)) == {"O-1"} and _rules(warehouse) == {"O-2": "unknown_referral_code"}
+    assert first.rows_read == 2 and _pending(warehouse) == ["O-2"]
+
+    # Loaded after the first run: an order placed before it, and the code the second order used.
+    with warehouse.begin() as conn:
+        add_customer(conn, "F4", "friend4@example.com")
+        add_order(conn, "O-4", "F4", T0 + timedelta(days=1), discount_code="REF-BBBBBBBB")
+        add_customer(conn, "C", "carol@example.com")
+        _code(conn, "C", "REF-CCCCCCCC")
+    second = redeem_referrals(warehouse, until=T0 + timedelta(days=3), run_id="r2")
+    assert {k: r.referrer_customer_id for k, r in _referrals(warehouse).items()} == {"O-1": "A", "O-2": "C", "O-4": "B"}
+    assert second.rows_read == 2 and _pending(warehouse) == []
+
+    before = snapshot(warehouse)
+    rerun = redeem_referrals(warehouse, until=T0 + timedelta(days=3), run_id="r2")
+    assert (rerun.rows_read, rerun.rows_loaded) == (0, 0) and snapshot(warehouse) == before
