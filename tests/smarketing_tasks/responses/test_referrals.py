@@ -135,3 +135,17 @@ def test_a_run_reads_only_changed_and_pending_orders_and_still_matches_late_ones
     before = snapshot(warehouse)
     rerun = redeem_referrals(warehouse, until=T0 + timedelta(days=3), run_id="r2")
     assert (rerun.rows_read, rerun.rows_loaded) == (0, 0) and snapshot(warehouse) == before
+
+
+def test_issuing_a_code_logs_the_orders_that_already_used_it(warehouse, referrers):
+    """The referral-code trigger finds the orders by one index probe per issued code (migration 0023)."""
+    with warehouse.begin() as conn:
+        add_customer(conn, "F", "friend@example.com")
+        add_order(conn, "O-1", "F", T0 + timedelta(days=1), discount_code=" ref-dddddddd ")
+        add_order(conn, "O-2", "F", T0 + timedelta(days=1), discount_code="REF-EEEEEEEE")
+        conn.execute(sa.text("delete from smarketing.referral_changes"))
+    with warehouse.begin() as conn:
+        add_customer(conn, "D", "dora@example.com")
+        _code(conn, "D", "REF-DDDDDDDD")
+        logged = conn.execute(sa.text("select order_id from smarketing.referral_changes")).scalars().all()
+    assert logged == ["O-1"]
