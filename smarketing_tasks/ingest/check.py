@@ -55,8 +55,8 @@ def _quote_literal(value: str) -> str:
 
 @cache
 def _checked_sql(dataset: str, safe: bool, cannot_break: frozenset[str] = frozenset(),
-                 trusted: frozenset[str] = frozenset(), landed_typed: frozenset[str] = frozenset()) -> str:
-    typed = typed_columns(dataset, safe, trusted, landed_typed)
+                 landed_typed: frozenset[str] = frozenset()) -> str:
+    typed = typed_columns(dataset, safe, landed_typed)
     typed_select = ", ".join(f"{expression} as {column}" for column, (_, expression) in typed.items())
     flags = ", ".join(f"case when {rule.broken} then {number} end"
                       for number, rule in enumerate(rules(dataset, landed_typed), 1) if rule.name not in cannot_break)
@@ -117,11 +117,10 @@ def _keys(dataset: str) -> str:
 
 def check_landed(conn: sa.Connection, dataset: str, until: datetime,
                  cannot_break: frozenset[str] = frozenset(), settle_duplicates: bool = True,
-                 trusted: frozenset[str] = frozenset(), landed_typed: frozenset[str] = frozenset()) -> CheckedWindow:
+                 landed_typed: frozenset[str] = frozenset()) -> CheckedWindow:
     """Type and check the landed rows of ``dataset``; ``until`` is the run's "now" (no event may be later).
 
     ``cannot_break``: rules the landing already rules out for every row (``CopyLanding``), left out.
-    ``trusted``: columns a typed source printed, cast without a shape check (``rules.typed_columns``).
     ``landed_typed``: columns that landed in their own type (``landing.create_landing``).
     ``settle_duplicates=False`` leaves rows sharing a key for later (``settle_duplicate_keys``): a load into
     an empty table learns from its primary key, for free, whether there are any."""
@@ -129,7 +128,7 @@ def check_landed(conn: sa.Connection, dataset: str, until: datetime,
 
     if dataset == "customers":
         _create_known_zones(conn)
-    _type_and_flag(conn, dataset, until, cannot_break, trusted, landed_typed)
+    _type_and_flag(conn, dataset, until, cannot_break, landed_typed)
     conn.exec_driver_sql(
         f"create temporary table rejects_{dataset} (_row bigint, record_key text, rule text, reason text, raw jsonb, "
         "raw_hash text) on commit drop"
@@ -158,7 +157,7 @@ def settle_duplicate_keys(conn: sa.Connection, dataset: str, checked: CheckedWin
 
 
 def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_break: frozenset[str],
-                   trusted: frozenset[str], landed_typed: frozenset[str]) -> None:
+                   landed_typed: frozenset[str]) -> None:
     """Create ``checked_<dataset>``: optimistically with direct casts; if a well-shaped impossible value
     ('2026-13-45') makes a cast raise, again with the safe casts that turn it into a reject."""
     import psycopg
@@ -166,12 +165,12 @@ def _type_and_flag(conn: sa.Connection, dataset: str, until: datetime, cannot_br
 
     savepoint = conn.begin_nested()
     try:
-        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break, trusted, landed_typed)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, False, cannot_break, landed_typed)), {"until": until})
     except sa.exc.DBAPIError as error:
         if not isinstance(error.orig, psycopg.DataError):
             raise
         savepoint.rollback()
-        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break, trusted, landed_typed)), {"until": until})
+        conn.execute(sa.text(_checked_sql(dataset, True, cannot_break, landed_typed)), {"until": until})
     else:
         savepoint.commit()
 

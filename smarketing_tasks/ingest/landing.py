@@ -43,8 +43,8 @@ class CopySource(Protocol):
         ...
 
     def typed_source_columns(self, dataset: str) -> frozenset[str]:
-        """Reference columns the source stores in the warehouse's own type (printed in ISO form by
-        ``copy_text``), which the check may cast without a shape check."""
+        """Reference columns the source stores in exactly the warehouse's type (timestamptz, numeric,
+        integer): ``copy_binary`` sends them in that type and they land typed, with nothing to parse."""
         ...
 
 

@@ -258,19 +258,19 @@ def ingest_dataset(
         conn.exec_driver_sql("set local time zone 'UTC'")
         conn.exec_driver_sql("set local datestyle to 'ISO'")  # typed values quoted in the quarantine print as ISO
         _give_memory_to_the_load(conn)
-        trusted = source.typed_source_columns(dataset) if isinstance(source, CopySource) else frozenset()
-        copied = _land_by_copy(conn, source, dataset, window, trusted, progress) \
+        typed = source.typed_source_columns(dataset) if isinstance(source, CopySource) else frozenset()
+        copied = _land_by_copy(conn, source, dataset, window, typed, progress) \
             if isinstance(source, CopySource) else None
         if copied is None:
             create_landing(conn, dataset)
             landed = land_frames(conn, dataset, source.read(dataset, window, batch_rows), progress)
-            cannot_break, trusted = frozenset(), frozenset()
+            cannot_break, typed = frozenset(), frozenset()
         else:
             landed, cannot_break = copied.rows, copied.rules_it_cannot_break()
         progress(f"{dataset}: {landed:,} rows landed; checking the row rules")
         into_empty = _lock_if_empty(conn, dataset)
-        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty, trusted=trusted,
-                               landed_typed=trusted)
+        checked = check_landed(conn, dataset, until, cannot_break, settle_duplicates=not into_empty,
+                               landed_typed=typed)
         if into_empty:
             checked = _load_into_empty(conn, dataset, source.name, checked)
         else:

@@ -75,10 +75,9 @@ _NUMBER_SHAPE = "translate(l.{c}, '0123456789+-.eE ', '') = ''"
 _INTEGER_SHAPE = "translate(l.{c}, '0123456789+- ', '') = ''"
 
 
-# The words a typed source column can print that the shape checks turn away (no real time or amount).
-_SPECIAL_TIMESTAMPS = "('infinity', '-infinity')"
+# The values a typed numeric column can hold that are no real amount (timestamps: ``isfinite``).
 _SPECIAL_NUMBERS = "('NaN', 'Infinity', '-Infinity')"
-# Source column types whose printed values need no shape check (``typed_source_columns``).
+# Source column types that travel in binary and land typed (``typed_source_columns``).
 SOURCE_TYPES = {"timestamptz": "timestamp with time zone", "numeric": "numeric", "integer": "integer"}
 
 
@@ -94,23 +93,19 @@ def column_type(dataset: str, column: str) -> str:
 
 
 @cache
-def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = frozenset(),
+def typed_columns(dataset: str, safe: bool = True,
                   landed_typed: frozenset[str] = frozenset()) -> dict[str, tuple[str, str]]:
     """Column -> (SQL type, SQL expression over the landed row ``l``), reference columns first.
 
     ``safe=False`` is the optimistic form: after the shape check it casts directly, which costs a third
     of the ``smarketing.try_*`` functions but raises on a well-shaped impossible value ('2026-13-45',
     '1e99999'); the caller then runs the safe form, which turns such a value into null (and a reject).
-    ``trusted``: columns printed by a source column of the same type (``typed_source_columns``): their text
-    is the type's own output, so it casts without a shape check; only the special words are still refused.
-    ``landed_typed``: columns that landed in their own type (a binary COPY from a typed source): nothing to
-    cast, and still the special values are refused.
+    ``landed_typed``: columns that landed in their own type (a binary COPY of the columns a source stores
+    typed, ``typed_source_columns``): nothing to cast or shape-check; the special values are still refused.
     """
     def timestamp(c: str) -> str:
         if c in landed_typed:
             return f"case when isfinite(l.{c}) then l.{c} end"
-        if c in trusted:
-            return f"case when l.{c} in {_SPECIAL_TIMESTAMPS} then null else l.{c}::timestamptz end"
         if safe:
             return f"smarketing.try_timestamptz(l.{c})"
         return f"case when {_TIMESTAMP_SHAPE.format(c=c)} then l.{c}::timestamptz end"
@@ -118,15 +113,11 @@ def typed_columns(dataset: str, safe: bool = True, trusted: frozenset[str] = fro
     def number(c: str) -> str:
         if c in landed_typed:
             return f"case when l.{c} in {_SPECIAL_NUMBERS} then null else l.{c} end"
-        if c in trusted:
-            return f"case when l.{c} in {_SPECIAL_NUMBERS} then null else l.{c}::numeric end"
         return f"smarketing.try_numeric(l.{c})" if safe else f"case when {_NUMBER_SHAPE.format(c=c)} then l.{c}::numeric end"
 
     def integer(c: str) -> str:
         if c in landed_typed:
             return f"l.{c}"
-        if c in trusted:
-            return f"l.{c}::integer"
         if safe:
             return f"smarketing.try_integer(l.{c})"
         return f"case when {_INTEGER_SHAPE.format(c=c)} then l.{c}::integer else smarketing.try_integer(l.{c}) end"

@@ -167,18 +167,23 @@ def test_data_docs_show_every_suite_and_the_recent_runs(loaded_warehouse, tmp_pa
     assert "ingest-docs" in html
 
 
+def _customers_with_one_bad_phone(conn) -> None:
+    """Customers c0..c29 with contacts; c4's phone is not a phone number."""
+    for n in range(30):
+        conn.execute(sa.text(
+            "insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, "
+            "updated_at, source) values (:id, 'DE', 'Europe/Berlin', true, :t, 'test')"), {"id": f"c{n}", "t": END})
+        conn.execute(sa.text(
+            "insert into smarketing.customer_contacts (customer_id, email, phone, updated_at) "
+            "values (:id, :email, :phone, :t)"),
+            {"id": f"c{n}", "email": f"p{n}@example.com", "phone": "ring ring" if n == 4 else "+49 30 1234", "t": END})
+
+
 def test_a_moved_customer_keeps_its_contact_data_in_the_quarantine_record(warehouse):
     from smarketing_tasks.quality import audit_suites
 
     with warehouse.begin() as conn:
-        for n in range(30):
-            conn.execute(sa.text(
-                "insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, "
-                "updated_at, source) values (:id, 'DE', 'Europe/Berlin', true, :t, 'test')"), {"id": f"c{n}", "t": END})
-            conn.execute(sa.text(
-                "insert into smarketing.customer_contacts (customer_id, email, phone, updated_at) "
-                "values (:id, :email, :phone, :t)"),
-                {"id": f"c{n}", "email": f"p{n}@example.com", "phone": "ring ring" if n == 4 else "+49 30 1234", "t": END})
+        _customers_with_one_bad_phone(conn)
 
     audit_suites(warehouse, ["customers"], run_id="ingest", run_time=END, say=lambda _: None)
 
@@ -200,14 +205,7 @@ def test_suites_validated_at_once_still_see_the_rows_earlier_suites_moved(wareho
     from tests.smarketing_tasks.quality.test_gate import _order
 
     with warehouse.begin() as conn:
-        for n in range(30):
-            conn.execute(sa.text(
-                "insert into smarketing.customers (customer_id, country, time_zone, accepts_marketing, "
-                "updated_at, source) values (:id, 'DE', 'Europe/Berlin', true, :t, 'test')"), {"id": f"c{n}", "t": END})
-            conn.execute(sa.text(
-                "insert into smarketing.customer_contacts (customer_id, email, phone, updated_at) "
-                "values (:id, :email, :phone, :t)"),
-                {"id": f"c{n}", "email": f"p{n}@example.com", "phone": "ring ring" if n == 4 else "+49 30 1234", "t": END})
+        _customers_with_one_bad_phone(conn)
         conn.execute(sa.text(
             "insert into smarketing.orders (order_id, customer_id, ordered_at, status, shipped_at, delivered_at, "
             "total_amount, currency, discount_code, updated_at, source) values (:order_id, :customer_id, :ordered_at, "
