@@ -169,7 +169,7 @@ def review_signals(rows: Iterable[tuple], quote_max_chars: int | None = None,
         firsts = {_judged_on(row): row for row in reversed(rows)}  # the first row of each distinct review
         if len(firsts) >= text.PARALLEL_MIN_TEXTS:
             distinct = list(firsts.values())
-            judged = text._in_processes(partial(_review_signals, quote_max_chars=quote_max_chars, rules=rules),
+            judged = text.in_processes(partial(_review_signals, quote_max_chars=quote_max_chars, rules=rules),
                                         distinct, processes)
             by_key = {_judged_on(row): signals for row, signals in zip(distinct, judged, strict=True)}
             return [_for_review(by_key[_judged_on(row)], row[0]) for row in rows]

@@ -179,7 +179,7 @@ def text_signals(texts: Sequence[str], processes: int = 1) -> list[tuple[str, fl
     """
     distinct = list(dict.fromkeys(texts))
     if processes > 1 and len(distinct) >= PARALLEL_MIN_TEXTS:
-        answers = dict(zip(distinct, _in_processes(_signals_of_distinct, distinct, processes), strict=True))
+        answers = dict(zip(distinct, in_processes(_signals_of_distinct, distinct, processes), strict=True))
     else:
         answers = dict(zip(distinct, _signals_of_distinct(distinct), strict=True))
     return [answers[t] for t in texts]
@@ -191,7 +191,7 @@ def _signals_of_distinct(texts: list[str]) -> list[tuple[str, float | None]]:
             zip(analysed["language"], analysed["scored"], analysed["compound"], strict=True)]
 
 
-def _in_processes(work, items: list, processes: int) -> list:
+def in_processes(work, items: list, processes: int) -> list:
     """``work(chunk)`` over ``processes`` contiguous chunks of ``items`` in forked processes, results in order.
 
     Fork, not spawn: the children start with the parent's imported modules and loaded models (VADER's lexicon,

@@ -55,14 +55,19 @@ def store_text_signals(conn: sa.Connection, computed: dict[str, Signal]) -> int:
     each other in a cycle, and an existing row of the same method is left as it is."""
     if not computed:
         return 0
+    ordered = sorted(computed.items())
     conn.execute(sa.text("""
         insert into smarketing.text_signals (text_md5, method, language, sentiment)
-        values (:h, :method, :language, :sentiment)
+        select h, :method, language, sentiment
+        from unnest(cast(:hashes as text[]), cast(:languages as text[]), cast(:sentiments as double precision[]))
+             with ordinality as u (h, language, sentiment, n)
+        order by n
         on conflict (text_md5) do update set method = excluded.method, language = excluded.language,
             sentiment = excluded.sentiment, computed_at = excluded.computed_at
-        where smarketing.text_signals.method <> excluded.method"""),
-        [{"h": h, "method": SIGNAL_METHOD, "language": language, "sentiment": sentiment}
-         for h, (language, sentiment) in sorted(computed.items())])
+        where smarketing.text_signals.method <> excluded.method"""),  # one statement, not one per text
+        {"method": SIGNAL_METHOD, "hashes": [h for h, _ in ordered],
+         "languages": [language for _, (language, _) in ordered],
+         "sentiments": [sentiment for _, (_, sentiment) in ordered]})
     return len(computed)
 
 

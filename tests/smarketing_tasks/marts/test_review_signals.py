@@ -166,15 +166,15 @@ def test_a_large_batch_judged_in_forked_processes_equals_one_process(monkeypatch
     rows = [(f"r{n}", 1 + n % 5, "Nice" if n % 7 == 0 else None, f"{bodies[n % 6]} {n // 12}" if n % 4 else bodies[n % 6],
              n % 3 > 0, "de" if n % 6 == 3 and n % 2 else None) for n in range(600)]
     pools: list[int] = []
-    in_processes = text._in_processes
+    real_in_processes = text.in_processes
 
     def counting(work, items, processes):
         pools.append(len(items))
-        return in_processes(work, items, processes)
+        return real_in_processes(work, items, processes)
 
     alone = review_signals(rows)
     monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 50)
-    monkeypatch.setattr(text, "_in_processes", counting)
+    monkeypatch.setattr(text, "in_processes", counting)
     parallel = review_signals(rows, processes=2)
     assert len(pools) == 1 and 50 <= pools[0] < len(rows)  # the pool ran, once per distinct review
     assert parallel == alone

@@ -224,10 +224,10 @@ def test_a_batch_analysed_in_forked_processes_loads_inside_its_transaction(shop,
             shop_insert(conn, "social_posts", post_id=f"P{n}", platform="x", customer_id="C1", body=body,
                         followers=n, posted_at=T0 + timedelta(days=1))
     pools: list[int] = []
-    in_processes = text._in_processes
+    real_in_processes = text.in_processes
     monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 4)
-    monkeypatch.setattr(text, "_in_processes", lambda work, items, processes: pools.append(processes)
-                        or in_processes(work, items, processes))
+    monkeypatch.setattr(text, "in_processes", lambda work, items, processes: pools.append(processes)
+                        or real_in_processes(work, items, processes))
     result = ingest_responses(ResponseSqlSource(shop), "social_posts", warehouse, until=UNTIL, run_id="run-1",
                               settings=ResponsesSettings(text_processes=2), keys=[KEY])
     assert result.rows_loaded == len(bodies) and pools == [2]

@@ -146,15 +146,15 @@ def test_text_signals_in_forked_processes_equal_one_process(monkeypatch):
             "Not what I expected, the colour is off and the seams came loose"]
     texts = [f"{t} {n}" if t and n % 3 else t for n in range(120) for t in base]  # distinct ones and repeats
     chunks_seen: list[int] = []
-    in_processes = text._in_processes
+    real_in_processes = text.in_processes
 
     def counting(work, items, processes):
         chunks_seen.append(processes)
-        return in_processes(work, items, processes)
+        return real_in_processes(work, items, processes)
 
     alone = text.text_signals(texts)
     monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 10)
-    monkeypatch.setattr(text, "_in_processes", counting)
+    monkeypatch.setattr(text, "in_processes", counting)
     parallel = text.text_signals(texts, processes=3)
     assert chunks_seen == [3]  # the pool ran
     assert parallel == alone
