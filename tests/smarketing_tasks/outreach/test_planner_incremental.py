@@ -262,3 +262,33 @@ def test_every_lookup_by_order_uses_the_kind_order_index(warehouse):
         plan = "\n".join(conn.execute(sa.text(
             "explain select message_id from smarketing.outreach_messages where order_id = 'o1'")).scalars())
     assert "outreach_messages_kind_order_idx" in plan
+
+
+def test_every_lookup_by_customer_uses_another_index(warehouse):
+    """Migration 0024 dropped outreach_messages_customer_idx (customer_id, sent_at): on an outbox of a few
+    thousand messages, a lookup by customer alone reads outreach_messages_customer_due_idx, and the window
+    attribution of responses and referrals (a customer's sent asks of some kinds, latest send first) reads
+    outreach_messages_customer_kind_sent_idx."""
+    kinds = "(array['review_request', 'review_reminder', 'share_ask'])[1 + i % 3]"
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(f"""
+            insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind, step,
+                channel, template_variant, status, due_at, expires_at, planned_at, planned_run_id, sent_at)
+            select 'm' || i, 'k' || i, 'c' || (i % 600), 'o' || i, {kinds}, 1, 'email', 'a',
+                   case when i % 4 = 0 then 'planned' else 'sent' end, :at - make_interval(hours => i),
+                   :at, :at, 'r', case when i % 4 <> 0 then :at - make_interval(hours => i) end
+            from generate_series(1, 4000) i"""), {"at": AS_OF})
+        conn.exec_driver_sql("analyze smarketing.outreach_messages")
+        indexes = conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
+                                       "and tablename = 'outreach_messages'")).scalars().all()
+        by_customer = "\n".join(conn.execute(sa.text(
+            "explain select message_id from smarketing.outreach_messages where customer_id = any(:ids)"),
+            {"ids": ["c1", "c2"]}).scalars())
+        window_pick = "\n".join(conn.execute(sa.text(
+            "explain select m.message_id from smarketing.outreach_messages m "
+            "where m.customer_id = 'c1' and m.status = 'sent' and m.kind in ('share_ask', 'referral_ask') "
+            "and m.sent_at <= :at and m.sent_at > :at - interval '30 days' "
+            "order by m.sent_at desc, m.message_id limit 1"), {"at": AS_OF}).scalars())
+    assert "outreach_messages_customer_idx" not in indexes
+    assert "outreach_messages_customer_due_idx" in by_customer, by_customer
+    assert "outreach_messages_customer_kind_sent_idx" in window_pick, window_pick
