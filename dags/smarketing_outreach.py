@@ -9,8 +9,8 @@ hour, so that reminders and delayed asks go out on time without new purchases.
    suppression, consent, contact, returned/cancelled order, already reviewed, cooldown (120 days),
    global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores. A normal run
    reads only the asks due and the orders loaded since the last planning run (docs/operations.md).
-2. **send** (one mapped task per channel: email over the `smarketing_smtp` connection, SMS over the
-   webhook) claims due messages with `FOR UPDATE SKIP LOCKED`, re-checks suppression and reviews,
+2. **send** (one mapped task per channel, or per channel and shard with `SMARKETING_SEND_SHARDS`: email
+   over the `smarketing_smtp` connection, SMS over the webhook) claims due messages with `FOR UPDATE SKIP LOCKED`, re-checks suppression and reviews,
    expires stale messages against the real clock (a backfill never sends old asks), and records each
    result as soon as the server accepted it. Transient trouble is retried with backoff; if a channel
    stays down the task fails and Airflow retries it later; permanent rejections fail the message.
@@ -59,24 +59,34 @@ def smarketing_outreach():
               f"{result.as_dict()['skipped_by_reason']}")
         return result.as_dict()
 
-    @task(map_index_template="{{ channel }}", pool=SMTP_POOL)  # all workers together respect the server's limit
-    def send(channel: str, planned: dict) -> dict:
-        """Claim and send the due messages of one channel, each exactly once."""
+    @task
+    def shards() -> list[str]:
+        """The send tasks of this run: one per channel, or per channel and shard (SMARKETING_SEND_SHARDS)."""
+        from smarketing_airflow.connections import settings
+
+        from smarketing_tasks.outreach import OutreachSettings, send_shards
+
+        return send_shards(SEND_CHANNELS, settings(OutreachSettings).send_shards)
+
+    @task(map_index_template="{{ shard }}", pool=SMTP_POOL)  # all workers together respect the server's limit
+    def send(shard: str, planned: dict) -> dict:
+        """Claim and send due messages of one channel (``email``, or one of its shards: ``email 1/2``), each once."""
         import os
         import socket
 
         from smarketing_airflow.connections import settings, smtp_params, warehouse_engine
 
-        from smarketing_tasks.outreach import OutreachSettings, send_outreach
+        from smarketing_tasks.outreach import OutreachSettings, parse_send_shard, send_outreach
 
+        channel, shards = parse_send_shard(shard)
         context = get_current_context()
         report = send_outreach(
             warehouse_engine(), run_time(context), settings(OutreachSettings), smtp_params(),
             clock=lambda: pendulum.now("UTC"),  # the staleness guard's real clock
-            worker=f"{socket.gethostname()}:{os.getpid()}:{context['run_id']}:{channel}",
-            channels=[channel],
+            worker=f"{socket.gethostname()}:{os.getpid()}:{context['run_id']}:{shard}",
+            channels=[channel], shards=shards,
         )
-        print(f"{channel}: {report.as_dict()}")
+        print(f"{shard}: {report.as_dict()}")
         return report.as_dict()
 
     @task
@@ -104,7 +114,7 @@ def smarketing_outreach():
 
     planned = plan()
     migrate_warehouse() >> planned
-    reports = send.partial(planned=planned).expand(channel=SEND_CHANNELS)
+    reports = send.partial(planned=planned).expand(shard=shards())
     audit_outbox(reports) >> publish(planned, reports)
 
 

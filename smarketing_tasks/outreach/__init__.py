@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from smarketing_tasks.outreach.sender import ChannelDown, SendReport, send_due
 from smarketing_tasks.outreach.settings import OutreachSettings
 
 __all__ = ["ChannelDown", "OutreachSettings", "PlanResult", "SendReport", "SmtpParams", "build_channels",
-           "plan_outreach", "send_outreach", "signing_key", "verification_keys"]
+           "parse_send_shard", "plan_outreach", "send_outreach", "send_shards", "shard_settings", "signing_key", "verification_keys"]
 
 
 def signing_key(engine: sa.Engine, settings: OutreachSettings, warn: Callable[[str], None] = print) -> bytes:
@@ -63,9 +64,39 @@ def plan_outreach(engine: sa.Engine, as_of: datetime, settings: OutreachSettings
     return plan(engine, as_of, settings, discover_variants(templates_root(settings)), run_id=run_id)
 
 
+def send_shards(channels: list[str], shards: int) -> list[str]:
+    """The send tasks of a run: one per channel and shard, named ``email 1/2``; with one shard per channel,
+    the channel's name alone (as before sharding existed)."""
+    if shards < 1:
+        raise ValueError(f"send_shards must be at least 1, not {shards}")
+    if shards == 1:
+        return list(channels)
+    return [f"{channel} {shard}/{shards}" for channel in channels for shard in range(1, shards + 1)]
+
+
+def parse_send_shard(name: str) -> tuple[str, int]:
+    """``email 1/2`` -> ("email", 2): the outbox channel and how many shards share it; ``email`` -> ("email", 1)."""
+    channel, _, shard = name.partition(" ")
+    if not shard:
+        return channel, 1
+    number, _, shards = shard.partition("/")
+    if not (number.isdigit() and shards.isdigit() and 1 <= int(number) <= int(shards)):
+        raise ValueError(f"not a send shard: {name!r} (expected a channel, or 'channel n/N')")
+    return channel, int(shards)
+
+
+def shard_settings(settings: OutreachSettings, shards: int) -> OutreachSettings:
+    """One of ``shards`` senders of a channel: its share of the channel's rate limits (0 stays unlimited)."""
+    return replace(settings, email_rate_per_second=settings.email_rate_per_second / shards,
+                   webhook_rate_per_second=settings.webhook_rate_per_second / shards)
+
+
 def send_outreach(engine: sa.Engine, as_of: datetime, settings: OutreachSettings, smtp: SmtpParams | None,
                   clock: Callable[[], datetime], worker: str, channels: list[str] | None = None,
-                  warn: Callable[[str], None] = print) -> SendReport:
+                  warn: Callable[[str], None] = print, shards: int = 1) -> SendReport:
+    """Send the due messages of ``channels``; ``shards``: how many senders share each channel at once, which
+    split its rate limits (the claim already keeps them from taking the same message)."""
+    settings = shard_settings(settings, shards)
     key = signing_key(engine, settings, warn)
     available = build_channels(settings, smtp, key, clock)
     wanted = {name: available[name] for name in (channels or ["email", "sms", "webhook"])}

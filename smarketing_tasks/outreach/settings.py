@@ -60,6 +60,8 @@ class OutreachSettings:
     batch_size: int = 500  # messages claimed per transaction
     connections: int = 4  # parallel lanes per sender, each with its own SMTP connection (the crash window
     #                       is at most this many messages in flight)
+    send_shards: int = 1  # send tasks per channel, which workers run at once; they claim from one queue
+    #                       (SKIP LOCKED) and split the channel's rate limits
     max_attempts: int = 5  # attempts per message, over all runs, before it is marked failed
     send_retries: int = 3  # attempts within one run; then the channel counts as down and the run fails
     retry_base_seconds: float = 0.5  # backoff: base * 2**attempt, capped below

@@ -66,6 +66,36 @@ def test_outreach_dag_sends_each_message_once_and_emits_outreach_asset(airflow_d
         assert events[0].extra["sent"] == 4 and events[0].extra["skipped"] == 2
 
 
+def test_send_shards_map_one_task_per_channel_and_shard_and_still_send_each_message_once(
+        airflow_db, loop_connections, monkeypatch):
+    """SMARKETING_SEND_SHARDS=2: send is mapped over email 1/2, email 2/2, sms 1/2, sms 2/2 (workers can run
+    them at once); the shards of a channel claim from one queue, so every message still goes out once."""
+    from smarketing_tasks.db import make_engine
+    from tests.smarketing_tasks.outreach.helpers import SmtpServer, Warehouse
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    engine = make_engine(loop_connections["smarketing_warehouse"])
+    shop = Warehouse(engine)
+    for i in range(12):
+        shop.customer(f"c{i}")
+        shop.order(f"o{i}", f"c{i}", delivered_at=now - timedelta(days=7, hours=i))
+    monkeypatch.setenv("SMARKETING_SEND_SHARDS", "2")
+    with SmtpServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_SMARKETING_SMTP",
+                           f"smtp://127.0.0.1:{server.port}?disable_ssl=true&disable_tls=true")
+        run = _run(now)
+    assert run.state == "success"
+    sends = sorted((ti.rendered_map_index, ti.state) for ti in run.get_task_instances() if ti.task_id == "send")
+    assert sends == [("email 1/2", "success"), ("email 2/2", "success"), ("sms 1/2", "success"),
+                     ("sms 2/2", "success")]
+    received = server.handler.per_message_id()
+    with engine.connect() as conn:
+        sent = conn.execute(sa.text(
+            "select message_id from smarketing.outreach_messages where status = 'sent'")).scalars().all()
+    engine.dispose()
+    assert len(sent) == 12 and set(received) == set(sent) and set(received.values()) == {1}
+
+
 def test_outreach_dag_is_scheduled_by_purchases_and_by_the_clock(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
