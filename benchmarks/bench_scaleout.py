@@ -10,7 +10,7 @@ on one worker or two, under a real scheduler.
    purchases, then reviews, posts and email events), then outreach planned at the shop's end with SMS as the
    preferred channel (customers with SMS consent get an SMS, the others an email), so that both send
    tasks have work.
-2. **Per configuration** (``WxC``: W Celery workers of concurrency C): a fresh Airflow deployment
+2. **Per configuration** (``WxC``: W Celery workers of concurrency C; ``WxC/S``: with ``SMARKETING_SEND_SHARDS=S``): a fresh Airflow deployment
    (tests/integration/airflow_stack.py: api-server, scheduler, dag-processor, triggerer as processes,
    CeleryExecutor on the Redis at 127.0.0.1:6379 with a queue of its own), the outbox's sent messages
    made due again, then one run of ``smarketing_score`` and one of ``smarketing_outreach``, each triggered
@@ -133,22 +133,28 @@ class Receivers:
 
 @dataclass(frozen=True)
 class Config:
-    """``WxC``: W Celery workers, each of concurrency C."""
+    """``WxC``: W Celery workers, each of concurrency C; ``WxC/S``: and S send shards per channel."""
 
     workers: int
     concurrency: int
+    send_shards: int = 1
 
     @classmethod
     def parse(cls, text: str) -> Config:
-        workers, _, concurrency = text.lower().partition("x")
-        config = cls(int(workers), int(concurrency or 1))
-        if not (1 <= config.workers <= 26 and config.concurrency >= 1):
-            raise argparse.ArgumentTypeError(f"bad configuration {text!r}: WxC, e.g. 1x1, 2x1, 1x2")
+        shape, _, shards = text.lower().partition("/")
+        workers, _, concurrency = shape.partition("x")
+        try:
+            config = cls(int(workers), int(concurrency or 1), int(shards or 1))
+        except ValueError:
+            config = cls(0, 0)
+        if not (1 <= config.workers <= 26 and config.concurrency >= 1 and config.send_shards >= 1):
+            raise argparse.ArgumentTypeError(f"bad configuration {text!r}: WxC or WxC/S, e.g. 1x1, 2x1, 1x2, 2x1/2")
         return config
 
     @property
     def name(self) -> str:
-        return f"{self.workers} worker{'s' if self.workers > 1 else ''} × concurrency {self.concurrency}"
+        shards = f", {self.send_shards} send shards" if self.send_shards > 1 else ""
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''} × concurrency {self.concurrency}{shards}"
 
     def worker_names(self) -> dict[str, int]:
         return {f"worker-{chr(ord('a') + i)}": self.concurrency for i in range(self.workers)}
@@ -266,6 +272,7 @@ def run_config(config: Config, admin: str, urls: dict[str, str], receivers: Rece
         connections=loop_connections(urls, receivers.smtp_port),
         extra_env={"SMARKETING_DATA_DIR": str(home / "data"), "SMARKETING_PARTITIONS": str(partitions),
                    "SMARKETING_WEBHOOK_URL": receivers.webhook_url, **SETTINGS_ENV,
+                   "SMARKETING_SEND_SHARDS": str(config.send_shards),
                    **celery_env(REDIS_URL, airflow_url, queue, config.concurrency),
                    # room for every worker slot (the stack's default of 4 would cap 2x4)
                    "AIRFLOW__CORE__PARALLELISM": str(max(4, config.workers * config.concurrency))})
@@ -329,7 +336,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--partitions", type=int, default=4, help="scoring partitions (the setting's default: 4)")
     parser.add_argument("--configs", type=Config.parse, nargs="*", default=[Config(1, 1), Config(2, 1)],
-                        help="WxC: W workers of concurrency C (first = the baseline of the speed-up); "
+                        help="WxC: W workers of concurrency C; WxC/S: with S send shards per channel "
+                             "(first = the baseline of the speed-up); "
                              "none: only build")
     parser.add_argument("--smtp-delay-ms", type=float, default=20.0, help="the SMTP server's time per message")
     parser.add_argument("--webhook-delay-ms", type=float, default=20.0, help="the SMS webhook's time per message")

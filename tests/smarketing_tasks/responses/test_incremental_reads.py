@@ -151,3 +151,22 @@ def test_known_skus_probe_one_line_per_sku_even_for_a_sku_never_sold(warehouse):
     # One index probe per distinct sku (before PostgreSQL 18 a loop's rows are rounded: 3 probes, 2 rows, read 3).
     assert rows_read(plan["Plan"], "order_items") <= 3
     assert still_on == "on"  # the rest of the load's transaction plans as usual
+
+
+def test_reviews_by_customer_read_the_customer_order_sku_index(warehouse):
+    """Migration 0025 dropped reviews_customer_idx (customer_id): on a few thousand reviews, a lookup by
+    customer alone (scoring's changed customers, erasure) reads reviews_customer_order_sku_idx instead."""
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("""
+            insert into smarketing.reviews (review_id, order_id, customer_id, sku, rating, created_at, source)
+            select 'r' || i, 'o' || i, 'c' || mod(i, 700), 'SKU-' || mod(i, 40), 1 + mod(i, 5),
+                   timestamptz '2026-01-01' + make_interval(hours => i), 'test'
+            from generate_series(1, 5000) i""")
+        conn.exec_driver_sql("analyze smarketing.reviews")
+        indexes = conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
+                                       "and tablename = 'reviews'")).scalars().all()
+        plan = "\n".join(conn.execute(sa.text(
+            "explain select review_id from smarketing.reviews where customer_id = any(:ids)"),
+            {"ids": ["c1", "c2"]}).scalars())
+    assert "reviews_customer_idx" not in indexes
+    assert "reviews_customer_order_sku_idx" in plan, plan
