@@ -341,10 +341,15 @@ def main() -> None:
                              "none: only build")
     parser.add_argument("--smtp-delay-ms", type=float, default=20.0, help="the SMTP server's time per message")
     parser.add_argument("--webhook-delay-ms", type=float, default=20.0, help="the SMS webhook's time per message")
+    parser.add_argument("--channel", choices=("sms", "email"), default="sms",
+                        help="preferred channel of the build's planning and the runs: sms (SMS consent gets an SMS, "
+                             "the others an email: both channels have work) or email (every message is an email); "
+                             "give --reuse the build's")
     parser.add_argument("--pg-url", help="an admin URL of another PostgreSQL server")
     parser.add_argument("--reuse", action="store_true", help="keep the shop and warehouse of the last build")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args()
+    SETTINGS_ENV["SMARKETING_PREFERRED_CHANNEL"] = args.channel
     if not redis_available():
         sys.exit("needs the Redis at 127.0.0.1:6379 (the CeleryExecutor's broker)")
 
