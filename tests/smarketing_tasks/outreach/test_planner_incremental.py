@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from smarketing_tasks.outreach import OutreachSettings, plan_outreach
 from smarketing_tasks.outreach import planner as planner_module
+from tests.explain import index_names, plan_text
 from tests.smarketing_tasks.outreach.helpers import AS_OF
 
 pytestmark = pytest.mark.integration
@@ -255,12 +256,10 @@ def test_every_lookup_by_order_uses_the_kind_order_index(warehouse):
     """Migration 0021 dropped outreach_messages_order_idx (order_id): its one column leads
     outreach_messages_kind_order_idx, which serves a lookup by order alone."""
     with warehouse.begin() as conn:
-        indexes = conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
-                                       "and tablename = 'outreach_messages'")).scalars().all()
+        indexes = index_names(conn, "outreach_messages")
         assert "outreach_messages_order_idx" not in indexes and "outreach_messages_kind_order_idx" in indexes
         conn.exec_driver_sql("set local enable_seqscan = off")
-        plan = "\n".join(conn.execute(sa.text(
-            "explain select message_id from smarketing.outreach_messages where order_id = 'o1'")).scalars())
+        plan = plan_text(conn, "select message_id from smarketing.outreach_messages where order_id = 'o1'")
     assert "outreach_messages_kind_order_idx" in plan
 
 
@@ -279,16 +278,14 @@ def test_every_lookup_by_customer_uses_another_index(warehouse):
                    :at, :at, 'r', case when i % 4 <> 0 then :at - make_interval(hours => i) end
             from generate_series(1, 4000) i"""), {"at": AS_OF})
         conn.exec_driver_sql("analyze smarketing.outreach_messages")
-        indexes = conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
-                                       "and tablename = 'outreach_messages'")).scalars().all()
-        by_customer = "\n".join(conn.execute(sa.text(
-            "explain select message_id from smarketing.outreach_messages where customer_id = any(:ids)"),
-            {"ids": ["c1", "c2"]}).scalars())
-        window_pick = "\n".join(conn.execute(sa.text(
-            "explain select m.message_id from smarketing.outreach_messages m "
-            "where m.customer_id = 'c1' and m.status = 'sent' and m.kind in ('share_ask', 'referral_ask') "
-            "and m.sent_at <= :at and m.sent_at > :at - interval '30 days' "
-            "order by m.sent_at desc, m.message_id limit 1"), {"at": AS_OF}).scalars())
+        indexes = index_names(conn, "outreach_messages")
+        by_customer = plan_text(conn, "select message_id from smarketing.outreach_messages where customer_id = any(:ids)",
+                                {"ids": ["c1", "c2"]})
+        window_pick = plan_text(
+            conn, "select m.message_id from smarketing.outreach_messages m "
+                  "where m.customer_id = 'c1' and m.status = 'sent' and m.kind in ('share_ask', 'referral_ask') "
+                  "and m.sent_at <= :at and m.sent_at > :at - interval '30 days' "
+                  "order by m.sent_at desc, m.message_id limit 1", {"at": AS_OF})
     assert "outreach_messages_customer_idx" not in indexes
     assert "outreach_messages_customer_due_idx" in by_customer, by_customer
     assert "outreach_messages_customer_kind_sent_idx" in window_pick, window_pick

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from smarketing_tasks.responses import ResponseSqlSource, ResponsesSettings, ingest_responses
 from smarketing_tasks.responses.pipeline import KNOWN_SKUS_SQL, _index_scans_only
-from tests.explain import rows_read
+from tests.explain import index_names, plan_text, rows_read
 from tests.smarketing_tasks.responses.helpers import (
     KEY,
     T0,
@@ -163,10 +163,8 @@ def test_reviews_by_customer_read_the_customer_order_sku_index(warehouse):
                    timestamptz '2026-01-01' + make_interval(hours => i), 'test'
             from generate_series(1, 5000) i""")
         conn.exec_driver_sql("analyze smarketing.reviews")
-        indexes = conn.execute(sa.text("select indexname from pg_indexes where schemaname = 'smarketing' "
-                                       "and tablename = 'reviews'")).scalars().all()
-        plan = "\n".join(conn.execute(sa.text(
-            "explain select review_id from smarketing.reviews where customer_id = any(:ids)"),
-            {"ids": ["c1", "c2"]}).scalars())
+        indexes = index_names(conn, "reviews")
+        plan = plan_text(conn, "select review_id from smarketing.reviews where customer_id = any(:ids)",
+                         {"ids": ["c1", "c2"]})
     assert "reviews_customer_idx" not in indexes
     assert "reviews_customer_order_sku_idx" in plan, plan
