@@ -19,7 +19,6 @@ from smarketing_tasks.frame_rules import (
     is_blank,
     parse_bool,
     parse_times,
-    quote,
 )
 from smarketing_tasks.responses.settings import ResponsesSettings
 from smarketing_tasks.responses.sources import response_columns
@@ -46,6 +45,8 @@ EVENT_ALIASES: dict[str, tuple[str, str | None]] = {
     "complaint": ("complaint", None), "spam_complaint": ("complaint", None), "spamreport": ("complaint", None),
     "open": ("open", None), "opened": ("open", None), "click": ("click", None), "clicked": ("click", None),
 }
+_EVENT_TYPES = {alias: event for alias, (event, _) in EVENT_ALIASES.items()}
+_IMPLIED_BOUNCES = {alias: bounce for alias, (_, bounce) in EVENT_ALIASES.items() if bounce}
 SHARE_LINK = re.compile(r"/s/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 URL_PATTERN = r"https?://[^\s<>\"']{1,2040}"
 LANGUAGE_CODE = r"[a-z]{2}"
@@ -77,21 +78,20 @@ def validate_responses(dataset: str, frame: pd.DataFrame, until: datetime, setti
     if SOURCE_ERROR in frame.columns:
         problems.add(frame[SOURCE_ERROR].notna(), "unreadable_record", frame[SOURCE_ERROR].astype("string"))
     for column in columns:
-        text = frame[column].astype("string")
-        problems.add(text.str.contains("\ufffd", regex=False), "undecodable_text",
+        problems.add(_holds(frame[column], "\ufffd"), "undecodable_text",
                      f"{column} holds bytes that are not valid UTF-8 (a file in mixed encodings?)")
     for column in REQUIRED[dataset]:
         problems.add(is_blank(frame[column]), f"missing_{column}", f"{column} is missing")
     for column in columns:
         if column.endswith("_id"):
             value = frame[column].astype("string").str.strip()
-            problems.add(value.str.contains("\x00", regex=False), "nul_byte", f"{column} holds a NUL byte")
+            problems.add(_holds(value, "\x00"), "nul_byte", f"{column} holds a NUL byte")
             typed[column] = value.where(~is_blank(frame[column]), None).astype(object)
 
     change = CHANGE_COLUMN[dataset]
     moment = parse_times(frame[change])
     problems.add(frame[change].notna() & moment.isna(), f"bad_timestamp_{change}",
-                 f"{change} is not an ISO 8601 timestamp: " + quote(frame[change]))
+                 f"{change} is not an ISO 8601 timestamp: ", frame[change])
     problems.add(moment > pd.Timestamp(until), f"future_{change}",
                  f"{change} is later than the run's time {until.isoformat()}")
     typed[change] = moment
@@ -109,13 +109,25 @@ def validate_responses(dataset: str, frame: pd.DataFrame, until: datetime, setti
                         max_change=None if in_time.empty else in_time.max().to_pydatetime())
 
 
+def _holds(values: pd.Series, needle: str) -> pd.Series:
+    """Rows whose text holds ``needle``: one search over the column's joined text first, since almost no
+    batch holds one, then the per-row test only for a column that does."""
+    import pandas as pd
+
+    text = values.astype("string")
+    if needle not in "".join(text.dropna().tolist()):
+        return pd.Series(False, index=values.index)
+    return text.str.contains(needle, regex=False)
+
+
 def _text_rules(frame, typed, problems, settings: ResponsesSettings, columns: tuple[str, ...]) -> None:
     for column in columns:
         raw = frame[column]
         length = raw.astype("string").str.len()
-        problems.add(length > settings.max_body_chars, f"{column}_too_long",
-                     f"{column} has " + length.astype("string").fillna("") + f" characters, more than "
-                     f"{settings.max_body_chars:,}")
+        too_long = (length > settings.max_body_chars).fillna(False)
+        if too_long.any():  # the reason's words for the failing rows only
+            problems.add(too_long, f"{column}_too_long", f"{column} has " + length[too_long].astype("string")
+                         + f" characters, more than {settings.max_body_chars:,}")
         typed[column] = _each_distinct(raw, clean_text)
 
 
@@ -159,13 +171,13 @@ def _review_rules(frame, typed, problems: Problems, settings: ResponsesSettings,
 
     rating = pd.to_numeric(frame["rating"].astype("string").str.strip(), errors="coerce")
     problems.add(frame["rating"].notna() & (rating.isna() | (rating != rating.round())), "bad_rating",
-                 "rating is not a whole number of stars: " + quote(frame["rating"]))
+                 "rating is not a whole number of stars: ", frame["rating"])
     problems.add((rating == rating.round()) & ((rating < 1) | (rating > 5)), "rating_out_of_range",
-                 "rating is outside 1-5: " + quote(frame["rating"]))
+                 "rating is outside 1-5: ", frame["rating"])
     typed["rating"] = rating.where((rating == rating.round()) & rating.between(1, 5)).astype("Int64")
     for column in ("consent_to_publish", "incentivized"):
         values, invalid = parse_bool(frame[column])
-        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: " + quote(frame[column]))
+        problems.add(invalid, f"bad_boolean_{column}", f"{column} is not true/false: ", frame[column])
         typed[column] = values
     _text_rules(frame, typed, problems, settings, ("title", "body"))
 
@@ -189,8 +201,10 @@ def _review_rules(frame, typed, problems: Problems, settings: ResponsesSettings,
 
     ids, token_problems = _token_claims(frame["review_token"], typed["created_at"], Purpose.REVIEW, keys)
     token_problems = pd.Series(token_problems, index=frame.index, dtype=object)
-    problems.add(token_problems.isin(("forged", "malformed", "wrong_purpose")), "invalid_review_token",
-                 "review_token is not a review link we issued (" + token_problems.fillna("").astype("string") + ")")
+    invalid = token_problems.isin(("forged", "malformed", "wrong_purpose"))
+    if invalid.any():
+        problems.add(invalid, "invalid_review_token",
+                     "review_token is not a review link we issued (" + token_problems[invalid].astype("string") + ")")
     typed["token_message_id"] = pd.Series(ids, index=frame.index, dtype=object)
 
 
@@ -199,17 +213,17 @@ def _post_rules(frame, typed, problems: Problems, settings: ResponsesSettings, k
 
     followers = pd.to_numeric(frame["followers"].astype("string").str.strip(), errors="coerce")
     problems.add(frame["followers"].notna() & (followers.isna() | (followers != followers.round())),
-                 "bad_followers", "followers is not a whole number: " + quote(frame["followers"]))
-    problems.add(followers < 0, "negative_followers", "followers is negative: " + quote(frame["followers"]))
+                 "bad_followers", "followers is not a whole number: ", frame["followers"])
+    problems.add(followers < 0, "negative_followers", "followers is negative: ", frame["followers"])
     problems.add(followers > 2_000_000_000, "implausible_followers",
-                 "followers is more than the largest account on any platform: " + quote(frame["followers"]))
+                 "followers is more than the largest account on any platform: ", frame["followers"])
     typed["followers"] = followers.where((followers == followers.round()) & followers.between(0, 2_000_000_000)
                                          ).astype("Int64")
     platform = frame["platform"].astype("string").str.strip().str.lower()
     typed["platform"] = platform.astype(object)
     url = frame["url"].astype("string").str.strip()
     problems.add(url.notna() & (url != "") & ~url.str.fullmatch(URL_PATTERN).fillna(False), "bad_url",
-                 "url is not an http(s) address: " + quote(frame["url"]))
+                 "url is not an http(s) address: ", frame["url"])
     typed["url"] = url.where(url != "", None).astype(object)
     typed["author_handle"] = _each_distinct(frame["author_handle"], lambda v: (clean_text(v) or "")[:200] or None)
     _text_rules(frame, typed, problems, settings, ("body",))
@@ -226,18 +240,16 @@ def _post_rules(frame, typed, problems: Problems, settings: ResponsesSettings, k
 
 
 def _event_rules(frame, typed, problems: Problems, settings: ResponsesSettings) -> None:
-    import pandas as pd
 
     name = frame["event_type"].astype("string").str.strip().str.lower().str.replace(r"[\s-]+", "_", regex=True)
     known = name.isin(list(EVENT_ALIASES))
     problems.add(frame["event_type"].notna() & ~known, "unknown_event_type",
-                 "event_type is not one of unsubscribe|bounce|complaint|open|click: " + quote(frame["event_type"]))
-    typed["event_type"] = name.map(lambda v: EVENT_ALIASES.get(v, (None, None))[0] if v is not pd.NA else None
-                                   ).astype(object)
-    implied = name.map(lambda v: EVENT_ALIASES.get(v, (None, None))[1] if v is not pd.NA else None).astype(object)
+                 "event_type is not one of unsubscribe|bounce|complaint|open|click: ", frame["event_type"])
+    typed["event_type"] = _objects(name.map(_EVENT_TYPES).astype(object))
+    implied = _objects(name.map(_IMPLIED_BOUNCES).astype(object))
     bounce = frame["bounce_type"].astype("string").str.strip().str.lower()
     problems.add(bounce.notna() & (bounce != "") & ~bounce.isin(("hard", "soft")), "bad_bounce_type",
-                 "bounce_type is not hard or soft: " + quote(frame["bounce_type"]))
+                 "bounce_type is not hard or soft: ", frame["bounce_type"])
     bounce = bounce.where(bounce.isin(("hard", "soft")), None).astype(object)
     bounce = bounce.where(bounce.notna(), implied)
     untyped = "hard" if settings.untyped_bounce_is_hard else "soft"
@@ -247,14 +259,14 @@ def _event_rules(frame, typed, problems: Problems, settings: ResponsesSettings) 
     email = frame["email"].astype("string").str.strip().str.lower()
     has_email = email.notna() & (email != "")
     problems.add(has_email & ~email.str.fullmatch(EMAIL_PATTERN).fillna(False), "malformed_email",
-                 "email is not a well-formed address: " + quote(frame["email"]))
+                 "email is not a well-formed address: ", frame["email"])
     typed["email"] = email.where(has_email, None).astype(object)
     phone = frame["phone"].astype("string").str.replace(r"[^\d+]", "", regex=True)
     typed["phone"] = phone.where(phone.str.len() >= 6, None).astype(object)
     problems.add(~has_email & typed["phone"].isna(), "missing_contact", "the event names neither an email nor a phone")
     channel = frame["channel"].astype("string").str.strip().str.lower().fillna("email")
     problems.add(~channel.isin(("email", "sms", "webhook")), "unknown_channel",
-                 "channel is not email, sms or webhook: " + quote(frame["channel"]))
+                 "channel is not email, sms or webhook: ", frame["channel"])
     typed["channel"] = channel.astype(object)
 
 
