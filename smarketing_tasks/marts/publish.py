@@ -328,8 +328,8 @@ def _build(conn: sa.Connection, parameters: dict, scope: Scope, catalog: list[Ma
                 f"undocumented {sorted(set(returned) - set(mart.column_names))}, "
                 f"missing {sorted(set(mart.column_names) - set(returned))}")
         table = f"{BUILD_SCHEMA}.{mart.name}"
-        # created from the query (may run with parallel workers, unlike insert ... select) in the catalog's
-        # types, with contact data redacted as the rows are written; the key's index is built after the rows
+        # created from the query in the catalog's types, contact data redacted as the rows are written (not by
+        # an update of every row), the key's index built once after the rows (not maintained row by row)
         selected = ", ".join(f"cast({_redacted(f'mart.{c.name}') if c.free_text else f'mart.{c.name}'} as {c.type}) "
                              f"as {c.name}" for c in mart.columns)
         inserted = conn.execute(sa.text(f"create table {table} as select {selected} from ({sql}) as mart"),
