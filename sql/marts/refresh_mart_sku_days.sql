@@ -3,6 +3,8 @@
 -- summed from it. The publisher deletes the days it refreshes first: every day (:full) or the days in
 -- :changed_days (date[]), read by the orders' day index.
 -- Parameters: :as_of (timestamptz), :full (boolean), :changed_days (date[]). Session time zone is UTC.
+-- One pass over the order lines (a full refresh reads 2M of them at 1M purchases): the sums per product and
+-- day, then the names from the few lines of each product's latest orders, looked up by those orders' times.
 
 insert into smarketing.mart_sku_days (sku, day, orders_count, units, revenue, last_ordered_at, last_name,
                                       last_named_at, last_named_name)
@@ -10,8 +12,10 @@ insert into smarketing.mart_sku_days (sku, day, orders_count, units, revenue, la
 with
 
 lines as (
-    select items.sku, items.order_id, orders.ordered_at, orders.ordered_at::date as day, items.quantity,
-           items.quantity * items.unit_price as amount, items.product_name
+    select items.sku, orders.ordered_at, orders.ordered_at::date as day, items.quantity,
+           items.quantity * items.unit_price as amount, items.product_name,
+           -- an order counts once per product: at the first of its lines with that product
+           row_number() over (partition by items.order_id, items.sku order by items.line_no) = 1 as opens_order
     from smarketing.orders as orders
     join smarketing.order_items as items on items.order_id = orders.order_id
     where orders.ordered_at <= :as_of
@@ -19,45 +23,39 @@ lines as (
            or (orders.ordered_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))
 ),
 
--- one row per order and product first (an order counts once per product), then per product and day
-order_products as (
-    select sku, day, order_id, max(ordered_at) as ordered_at, sum(quantity) as units, sum(amount) as revenue
-    from lines
-    group by sku, day, order_id
-),
-
 totals as (
-    select sku, day, count(*)::integer as orders_count, sum(units)::bigint as units,
-           sum(revenue)::numeric(14, 2) as revenue, max(ordered_at) as last_ordered_at
-    from order_products
+    select sku, day, (count(*) filter (where opens_order))::integer as orders_count, sum(quantity)::bigint as units,
+           sum(amount)::numeric(14, 2) as revenue, max(ordered_at) as last_ordered_at,
+           max(ordered_at) filter (where product_name is not null) as last_named_at
+    from lines
     group by sku, day
 ),
 
-last_names as (
-    select lines.sku, lines.day, min(lines.product_name) as last_name
-    from lines
-    join totals on totals.sku = lines.sku and totals.day = lines.day and totals.last_ordered_at = lines.ordered_at
-    group by lines.sku, lines.day
+-- the product's lines on its latest order of the day and on its latest order that names it (orders placed at
+-- the same moment count alike)
+latest_lines as (
+    select wanted.sku, wanted.day, wanted.ordered_at, items.product_name
+    from (select sku, day, last_ordered_at as ordered_at from totals
+          union
+          select sku, day, last_named_at from totals where last_named_at is not null) as wanted
+    join smarketing.orders as orders on orders.ordered_at = wanted.ordered_at
+    join smarketing.order_items as items on items.order_id = orders.order_id and items.sku = wanted.sku
+    where cast(:full as boolean)
+       or (orders.ordered_at at time zone 'UTC')::date = any(cast(:changed_days as date[]))
 ),
 
-named as (
-    select sku, day, max(ordered_at) as last_named_at
-    from lines
-    where product_name is not null
-    group by sku, day
-),
-
-named_names as (
-    select lines.sku, lines.day, min(lines.product_name) as last_named_name
-    from lines
-    join named on named.sku = lines.sku and named.day = lines.day and named.last_named_at = lines.ordered_at
-    where lines.product_name is not null
-    group by lines.sku, lines.day
+-- the first name alphabetically on those lines (none when none of them names the product)
+names as (
+    select totals.sku, totals.day,
+           min(latest_lines.product_name) filter (where latest_lines.ordered_at = totals.last_ordered_at) as last_name,
+           min(latest_lines.product_name) filter (where latest_lines.ordered_at = totals.last_named_at)
+               as last_named_name
+    from totals
+    join latest_lines on latest_lines.sku = totals.sku and latest_lines.day = totals.day
+    group by totals.sku, totals.day
 )
 
 select totals.sku, totals.day, totals.orders_count, totals.units, totals.revenue, totals.last_ordered_at,
-       last_names.last_name, named.last_named_at, named_names.last_named_name
+       names.last_name, totals.last_named_at, names.last_named_name
 from totals
-left join last_names on last_names.sku = totals.sku and last_names.day = totals.day
-left join named on named.sku = totals.sku and named.day = totals.day
-left join named_names on named_names.sku = totals.sku and named_names.day = totals.day
+left join names on names.sku = totals.sku and names.day = totals.day

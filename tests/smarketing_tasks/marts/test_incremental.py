@@ -4,6 +4,7 @@ marts a full rebuild gives, while touching only the changed customers' rows; ful
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -188,3 +189,38 @@ def test_a_failed_incremental_publish_leaves_its_changes_for_the_next(published)
     incremental = snapshot(published)
     publish_marts(published, NEXT, full=True)
     assert snapshot(published) == incremental
+
+
+def test_an_order_with_two_lines_of_one_product_counts_once_in_full_and_incremental_publishes(published):
+    """Product sales count each order once per product, and name it after its latest order's first name."""
+    with published.begin() as conn:
+        conn.exec_driver_sql(
+            """insert into smarketing.orders (order_id, customer_id, ordered_at, status, total_amount, currency,
+                   updated_at, source)
+               values ('o9', 'c3', '2026-11-22 11:00+00', 'placed', 200, 'EUR', '2026-11-22 11:00+00', 'test')""")
+        conn.exec_driver_sql(
+            """insert into smarketing.order_items values
+                   ('o9', 1, 'SKU-A', 'Alpine Jacket v3', 1, 60), ('o9', 2, 'SKU-B', null, 1, 10),
+                   ('o9', 3, 'SKU-A', 'Alpine Jacket Pro', 2, 65)""")
+
+    def sku_a() -> tuple:
+        with published.connect() as conn:
+            return tuple(conn.execute(sa.text(
+                "select orders_count, units_sold, revenue, product_name from marketing.product_feedback "
+                "where sku = 'SKU-A'")).one())
+
+    assert publish_marts(published, NEXT)["mode"] == "incremental"
+    incremental = sku_a()
+    with published.connect() as conn:
+        day = conn.execute(sa.text(
+            "select orders_count, units, last_name, last_named_name from smarketing.mart_sku_days "
+            "where sku = 'SKU-A' and day = '2026-11-22'")).one()
+        socks = conn.execute(sa.text(
+            "select last_name, last_named_name from smarketing.mart_sku_days where sku = 'SKU-B' and day = '2026-11-22'"
+        )).one()
+    assert tuple(day) == (1, 3, "Alpine Jacket Pro", "Alpine Jacket Pro")
+    assert tuple(socks) == (None, None)  # the day's only line of SKU-B names no product
+    # 3 orders of SKU-A up to AS_OF, and o9 once although two of its lines are SKU-A
+    assert incremental == (4, 6, Decimal("410.00"), "Alpine Jacket Pro")
+    assert publish_marts(published, NEXT, full=True)["mode"] == "full"
+    assert sku_a() == incremental
