@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from smarketing_tasks.db import copy_frame, raw_cursor
+from smarketing_tasks.db import copy_plain_frame, raw_cursor
 from smarketing_tasks.scoring import clv
 from smarketing_tasks.scoring.score import (
     ValueModel,
@@ -552,12 +552,12 @@ def score_partition(engine: sa.Engine, as_of: datetime, partition: int, settings
                 where i.score_date = :d and i.partition_no = :p and s.customer_id = i.customer_id"""),
                 {"d": score_date, "p": partition})
         clock.lap("delete")
-        copy_frame(conn, "smarketing.advocate_scores", scored, SCORE_COLUMNS)
+        copy_plain_frame(conn, "smarketing.advocate_scores", scored, SCORE_COLUMNS)
         conn.execute(sa.text("delete from smarketing.follow_up_candidates where score_date = :d and partition_no = :p"),
                      {"d": score_date, "p": partition})
-        copy_frame(conn, "smarketing.follow_up_candidates", candidates, CANDIDATE_COLUMNS)
+        copy_plain_frame(conn, "smarketing.follow_up_candidates", candidates, CANDIDATE_COLUMNS)
         if not run.backfill:
-            copy_frame(conn, "smarketing.score_state", state, STATE_COLUMNS)
+            copy_plain_frame(conn, "smarketing.score_state", state, STATE_COLUMNS)
         store_text_signals(conn, computed)
     clock.lap("write")
     counts = scored["segment"].value_counts().to_dict()
