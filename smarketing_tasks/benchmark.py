@@ -3,7 +3,8 @@
 Builds a shop of the requested size with the demo generator (plus reviews, posts and email events),
 then runs each stage exactly as the DAG tasks call it — ingest, audit, plan outreach, ingest responses,
 score, publish marts (sending is excluded: its floor is the SMTP server, see benchmarks/bench_outreach.py).
-Each stage runs in a fresh child process so that its peak RSS is its own. The floor of a stage is a
+Each stage runs in a fresh child process so that its peak RSS is its own; a mapped task (ingest's datasets,
+score's partitions) runs in a forked process of its own, as many at once as the default deployment does. The floor of a stage is a
 plain COPY of the same rows out of PostgreSQL and into an empty table, measured in the same run.
 
 ``--incremental`` measures what a normal day costs once a year is loaded (``run_incremental_bench``): the

@@ -7,8 +7,8 @@ rescores everybody: the first run, a forced one (setting ``full_rescore`` / ``sm
 backfill of a date older than the latest run, or after a run that never finished.
 
 1. ``prepare``: claims the changes into ``smarketing.score_queue``; one INSERT … SELECT builds
-   ``smarketing.score_inputs`` for those customers (or everyone) with a partition number
-   ``hash(customer_id) mod N``; refits the value model when it is due (every ``model_refit_days`` or when
+   ``smarketing.score_inputs`` for those customers (a full run: ``input_builders`` of them at once, each for
+   its share of the partitions) with a partition number ``hash(customer_id) mod N``; refits the value model when it is due (every ``model_refit_days`` or when
    the customers with changed inputs since the fit reach ``model_refit_changed_share`` of its buyers), on
    the inputs plus everyone else's last order facts (``score_state``), with the RFM quintile cut points.
 2. ``score_partition``: reads one partition (COPY), scores it (``score.py``), and replaces that partition's
