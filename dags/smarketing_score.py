@@ -8,7 +8,8 @@ Runs whenever new purchases **or** new responses arrive (Assets `smarketing://pu
 2. **prepare_scoring** — decides who is scored: on a normal day only the customers whose inputs changed
    since the last run (a change log that triggers fill) and those whose segment may change with time alone
    today (`score_state.rescore_on`); everyone on the first run, on a backfill, or when forced (param
-   `full_rescore`, setting `full_rescore`). One SQL statement builds `smarketing.score_inputs` for them:
+   `full_rescore`, setting `full_rescore`). One SQL statement builds `smarketing.score_inputs` for them (a full
+   run: `input_builders` statements at once, each for its share of the partitions):
    orders, BG/NBD inputs, latest review (with its stored sentiment) / NPS answer / post, reach, referrals,
    complaints, and a partition number `hash(customer_id) mod partitions`. The value model (BG/NBD +
    Gamma-Gamma, by maximum likelihood, and the RFM cut points) is refitted on its cadence

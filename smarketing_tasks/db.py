@@ -100,6 +100,85 @@ def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Se
     return len(frame)
 
 
+def copy_plain_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]) -> int:
+    """COPY the ``columns`` of a frame of numbers, booleans and text into ``table``; returns the row count.
+
+    ``copy_frame`` for the scoring's wide frames: the CSV is written column by column (``csv_blocks``) at
+    about a third of ``to_csv``'s CPU, and reads back as the same values (floats as ``repr``, the shortest
+    text of the same double). Other column types raise TypeError: use ``copy_frame``.
+    """
+    if frame.empty:
+        return 0
+    column_list = ", ".join(f'"{c}"' for c in columns)
+    with raw_cursor(conn) as cur, cur.copy(
+        f"copy {table} ({column_list}) from stdin with (format csv, null '\\N')"
+    ) as copy:
+        for block in csv_blocks(frame, columns):
+            copy.write(block)
+    return len(frame)
+
+
+_NULL = "\\N"
+_CSV_SPECIAL = ('"', ",", "\n", "\r", "\\")  # a text holding one is quoted (a backslash: so that "\N" stays text)
+_SMALL_INTS: list = []
+
+
+def csv_blocks(frame: pd.DataFrame, columns: Sequence[str], rows: int = 20_000) -> Iterator[str]:
+    """CSV text (NULL as ``\\N``) of ``columns``, ``rows`` rows at a time (bounded memory)."""
+    for start in range(0, len(frame), rows):
+        part = frame.iloc[start:start + rows]
+        cells = [_csv_cells(part[column], column) for column in columns]
+        yield "\n".join(map(",".join, zip(*cells, strict=True))) + "\n"
+
+
+def _csv_cells(series: pd.Series, name: str) -> list[str]:
+    import numpy as np
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        values = series.to_numpy()
+        return _with_nulls(list(map(repr, values.tolist())), np.isnan(values))
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return _int_cells(series.to_numpy())
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":
+        return np.where(series.to_numpy(), "t", "f").tolist()
+    if not isinstance(dtype, np.dtype) and dtype.kind in "iu":  # nullable integers (Int16 ...)
+        missing = series.isna().to_numpy()
+        return _with_nulls(_int_cells(series.to_numpy(dtype="int64", na_value=0)), missing)
+    if not isinstance(dtype, np.dtype) and dtype.kind == "b":  # nullable booleans
+        missing = series.isna().to_numpy()
+        return _with_nulls(np.where(series.to_numpy(dtype=bool, na_value=False), "t", "f").tolist(), missing)
+    if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
+        texts = series.to_numpy(dtype=object, na_value=None).tolist()
+        present = [t for t in texts if t is not None]
+        if not all(isinstance(t, str) for t in present):
+            raise TypeError(f"column {name!r} holds values that are not text: use copy_frame")
+        joined = "".join(present)  # one scan in C says whether any text needs quotes
+        if any(special in joined for special in _CSV_SPECIAL):
+            return ['"' + t.replace('"', '""') + '"' if t is not None else _NULL for t in texts]
+        return [_NULL if t is None else t for t in texts]
+    raise TypeError(f"column {name!r} of type {dtype} has no plain CSV form: use copy_frame")
+
+
+def _int_cells(values) -> list[str]:
+    import numpy as np
+
+    if not _SMALL_INTS:
+        _SMALL_INTS.append(np.array([str(i) for i in range(1 << 16)], dtype=object))
+    if len(values) and values.min() >= 0 and values.max() < 1 << 16:  # counts, days, buckets: a lookup
+        return _SMALL_INTS[0][values].tolist()
+    return list(map(str, values.tolist()))
+
+
+def _with_nulls(cells: list[str], missing) -> list[str]:
+    import numpy as np
+
+    for i in np.flatnonzero(missing).tolist():
+        cells[i] = _NULL
+    return cells
+
+
 def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Stream ``query`` out with COPY TO STDOUT and yield DataFrames of at most ``batch_rows`` rows, all text.
 

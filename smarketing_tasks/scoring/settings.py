@@ -15,6 +15,7 @@ from smarketing_tasks.scoring.text import TextRules
 class ScoringSettings:
     # --- fan-out -----------------------------------------------------------------------------------------
     partitions: int = 4  # customers are split by hash(customer_id) mod partitions; one mapped task each
+    input_builders: int = 2  # statements building a full run's inputs at once (each on one database core)
 
     # --- incremental runs (docs/scoring.md, "What a run rescores") ------------------------------------------
     full_rescore: bool = False  # rescore every customer on every run (else only changed and time-due ones)

@@ -136,6 +136,68 @@ def test_partitioning_does_not_change_scores(warehouse):
     assert one == five
 
 
+def _inputs(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("select * from smarketing.score_inputs order by customer_id")).all()
+
+
+def test_inputs_built_by_statements_at_once_are_the_inputs_of_one_statement(warehouse, monkeypatch):
+    from smarketing_tasks.scoring import pipeline
+
+    _seed(warehouse)
+    prepare(warehouse, NOW, ScoringSettings(partitions=3, input_builders=1))
+    one = _inputs(warehouse)
+    builders = []
+    real = pipeline._build_inputs_at_once
+    monkeypatch.setattr(pipeline, "_build_inputs_at_once",
+                        lambda engine, params, n: builders.append(n) or real(engine, params, n))
+    prepared = prepare(warehouse, NOW, ScoringSettings(partitions=3, input_builders=2))  # a rerun of the date
+    at_once = _inputs(warehouse)
+    assert builders == [2]
+    assert len(one) == 80 == prepared.customers
+    assert at_once == one
+    # Every source reached its customer's row: orders, reviews, NPS, posts, referrals.
+    by_customer = {row.customer_id: row for row in at_once}
+    assert by_customer["c5"].orders_count == 3 and by_customer["c1"].reviews_count == 2
+    assert by_customer["c4"].nps_score == 9 and by_customer["c2"].social_posts_count == 1
+    assert by_customer["c2"].referrals_count == 2
+    assert {row.partition_no for row in at_once} == {0, 1, 2}
+
+
+def test_a_full_run_retried_after_its_build_failed_still_counts_the_claimed_changes(warehouse, monkeypatch):
+    from smarketing_tasks.scoring import pipeline
+
+    _seed(warehouse)
+    settings = ScoringSettings(partitions=2, input_builders=2)
+    run_all(warehouse, NOW, settings, say=lambda _: None)
+    later = NOW + timedelta(days=1)
+    with warehouse.begin() as conn:  # c2 and c3 order again: two changed customers for the next run
+        conn.execute(sa.text(
+            "insert into smarketing.orders (order_id, customer_id, ordered_at, status, total_amount, currency, "
+            "updated_at, source) values ('o-new-2', 'c2', :t, 'delivered', 20, 'EUR', :t, 't'), "
+            "('o-new-3', 'c3', :t, 'delivered', 30, 'EUR', :t, 't')"), {"t": later - timedelta(hours=1)})
+
+    def failing(engine, params, builders):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "_build_inputs_at_once", failing)
+        with pytest.raises(RuntimeError, match="went away"):
+            prepare(warehouse, later, settings, full=True)
+    with warehouse.connect() as conn:
+        left = conn.execute(sa.text("select count(*) from smarketing.score_changes where effective_at <= :t"),
+                            {"t": later}).scalar()
+    assert left == 0  # the failed attempt's claim committed ...
+    prepared = prepare(warehouse, later, settings, full=True)
+    assert prepared.mode == "full" and prepared.changed == 3  # ... and its retry counts it (and c7's order, dated then)
+    for partition in range(settings.partitions):
+        score_partition(warehouse, later, partition, settings)
+    summary = finalize(warehouse, later)
+    assert summary["changed"] == 3 and summary["customers"] == prepared.customers
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from smarketing.score_queue")).scalar() == 0
+
+
 def test_finalize_refuses_when_a_partition_is_missing(warehouse):
     _seed(warehouse)
     settings = ScoringSettings(partitions=3)
