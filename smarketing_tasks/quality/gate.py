@@ -182,7 +182,10 @@ def check_suite(
     engine: sa.Engine | None = warehouse if is_frame else data
     chosen: Mode = "pandas" if is_frame else (mode or settings.force_mode or suite.mode)  # type: ignore[assignment]
 
-    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, since=since, until=until,
+    # A warehouse batch is rows of one table (no join): what the table's keys enforce needs no scan of it.
+    enforced = (table_guarantees(engine, table or suite.table)
+                if not is_frame and suite.join is None and (table or suite.table) else None)
+    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, enforced, since=since, until=until,
                                          run_time=run_time)
     frame: pd.DataFrame | None = None
     query = None
@@ -299,12 +302,18 @@ def read_batch_frame(engine: sa.Engine, query: str) -> pd.DataFrame:
 
 
 def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whole_table: bool = True,
-                    **params: Any):
-    """Fill kwargs that come from the warehouse (e.g. a mart's expected row count from its source)."""
+                    enforced: TableGuarantees | None = None, **params: Any):
+    """Fill kwargs that come from the warehouse (e.g. a mart's expected row count from its source), and set aside
+    what is not evaluated: expectations of another mode or about the whole table, and those the batch's table
+    enforces (``enforced``)."""
     evaluated: list[tuple[ExpectationSpec, dict[str, Any]]] = []
     skipped: list[ExpectationOutcome] = []
     for spec in suite.expectations:
         kwargs = dict(spec.kwargs)
+        enforced_by = enforced.enforcing(spec) if enforced is not None else None
+        if enforced_by:
+            skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped=f"enforced by {enforced_by}"))
+            continue
         if not whole_table and spec.type.startswith("expect_table_"):
             skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped="the batch holds changed rows only"))
             continue
@@ -322,6 +331,53 @@ def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whol
                     kwargs[name] = _plain(conn.execute(statement, bound).scalar())
         evaluated.append((spec, kwargs))
     return evaluated, skipped
+
+
+@dataclass(frozen=True)
+class TableGuarantees:
+    """What PostgreSQL enforces on every row of a table: its NOT NULL columns, and its unique keys whose columns are
+    all NOT NULL (a valid, immediate, non-partial unique index on plain columns, e.g. the primary key)."""
+
+    table: str
+    not_null: frozenset[str]
+    unique_keys: tuple[tuple[str, frozenset[str]], ...]  # (constraint or index name, its columns)
+
+    def enforcing(self, spec: ExpectationSpec) -> str | None:
+        """The constraint that makes ``spec`` hold on any subset of the table's rows, or None.
+
+        Uniqueness of columns holds when a key's columns are among them (rows that differ in the key differ in
+        the columns). A key's columns are never null, so GX's rule of ignoring rows whose values are all
+        missing changes nothing."""
+        if spec.type == "expect_column_values_to_not_be_null" and spec.kwargs.get("column") in self.not_null:
+            return f"NOT NULL on {self.table}.{spec.kwargs['column']}"
+        if spec.type in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            columns = set(spec.columns)
+            for name, key in self.unique_keys:
+                if key <= columns:
+                    return f"unique key {name} ({', '.join(sorted(key))}) of {self.table}"
+        return None
+
+
+def table_guarantees(engine: sa.Engine, table: str) -> TableGuarantees:
+    """Read ``table``'s NOT NULL columns and unique keys from the catalog (see ``TableGuarantees``)."""
+    with engine.connect() as conn:
+        oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
+        if oid is None:
+            return TableGuarantees(table, frozenset(), ())
+        not_null = conn.execute(sa.text(
+            "select attname from pg_attribute where attrelid = :oid and attnum > 0 and not attisdropped "
+            "and attnotnull"), {"oid": oid}).scalars()
+        keys = conn.execute(sa.text(
+            "select coalesce(c.conname, i.indexrelid::regclass::text), "
+            "array_agg(a.attname::text order by a.attname), bool_and(a.attnotnull) "
+            "from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
+            "and a.attnum = any(i.indkey[0:i.indnkeyatts - 1]) "
+            "left join pg_constraint c on c.conindid = i.indexrelid and c.conrelid = i.indrelid "
+            "where i.indrelid = :oid and i.indisunique and i.indisvalid and i.indisready and i.indimmediate "
+            "and i.indpred is null and i.indexprs is null "
+            "group by 1"), {"oid": oid}).all()
+    return TableGuarantees(table, frozenset(not_null),
+                           tuple((name, frozenset(columns)) for name, columns, all_not_null in keys if all_not_null))
 
 
 # ---------------------------------------------------------------------------------------------------------
