@@ -185,8 +185,9 @@ def check_suite(
     # A warehouse batch is rows of one table (no join): what the table's keys enforce needs no scan of it.
     enforced = (table_guarantees(engine, table or suite.table)
                 if not is_frame and suite.join is None and (table or suite.table) else None)
-    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, enforced, since=since, until=until,
-                                         run_time=run_time)
+    filtered = not is_frame and (since is not None or until is not None) and suite.batch_filter is not None
+    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, enforced, filtered, since=since,
+                                         until=until, run_time=run_time)
     frame: pd.DataFrame | None = None
     query = None
     if is_frame:
@@ -302,14 +303,17 @@ def read_batch_frame(engine: sa.Engine, query: str) -> pd.DataFrame:
 
 
 def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whole_table: bool = True,
-                    enforced: TableGuarantees | None = None, **params: Any):
+                    enforced: TableGuarantees | None = None, filtered: bool = False, **params: Any):
     """Fill kwargs that come from the warehouse (e.g. a mart's expected row count from its source), and set aside
-    what is not evaluated: expectations of another mode or about the whole table, and those the batch's table
-    enforces (``enforced``)."""
+    what is not evaluated: expectations of another mode or about the whole table, those the batch's table
+    enforces (``enforced``) and those the batch filter implies when it applies (``filtered``)."""
     evaluated: list[tuple[ExpectationSpec, dict[str, Any]]] = []
     skipped: list[ExpectationOutcome] = []
     for spec in suite.expectations:
         kwargs = dict(spec.kwargs)
+        if filtered and spec.implied_by_batch_filter:
+            skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped="implied by the batch filter"))
+            continue
         enforced_by = enforced.enforcing(spec) if enforced is not None else None
         if enforced_by:
             skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped=f"enforced by {enforced_by}"))
