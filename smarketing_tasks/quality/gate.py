@@ -24,6 +24,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,7 @@ def check_suite(
                                          until=until, run_time=run_time)
     frame: pd.DataFrame | None = None
     query = None
+    shares: dict[str, float] | None = None  # distribution shares counted with the batch, in SQL
     if is_frame:
         frame = data.reset_index(drop=True)
         frame[ROW_REF] = frame.index.astype(str)
@@ -209,8 +211,7 @@ def check_suite(
             frame = read_batch_frame(engine, query)
             rows_checked = len(frame)
         else:
-            with engine.connect() as conn:
-                rows_checked = int(conn.execute(sa.text(f"select count(*) from ({query}) q")).scalar())
+            rows_checked, shares = _count_batch(engine, query, suite.distributions if whole_table else ())
         with engine.connect() as conn:
             names = list(conn.execute(sa.text(f"select * from ({query}) q limit 0")).keys())
         columns = [c for c in names if c != ROW_REF]
@@ -225,7 +226,7 @@ def check_suite(
     outcomes += skipped
     outcomes.sort(key=lambda o: o.spec.index)
 
-    distributions = _distributions(suite, engine, frame if chosen == "pandas" else None, query,
+    distributions = _distributions(suite, engine, frame if chosen == "pandas" else None, shares,
                                    rows_checked, run_id=run_id, run_time=run_time) if whole_table else []
     problems, warnings, bad_rows = _judge(suite, outcomes, distributions, rows_checked, threshold, settings)
     if suite.forbidden_columns:
@@ -457,21 +458,26 @@ def _as_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _distributions(suite: SuiteSpec, engine: sa.Engine | None, frame: pd.DataFrame | None, query: str | None,
-                   rows_checked: int, *, run_id: str, run_time: datetime | None) -> list[DistributionOutcome]:
+def _count_batch(engine: sa.Engine, query: str, distributions: Sequence[DistributionSpec]) -> tuple[int, dict[str, float]]:
+    """The rows of a warehouse batch and the share of each distribution's values among them, in one scan."""
+    shares = "".join(f", avg(case when q.{spec.column}::text = any(:values_{n}) then 1.0 else 0.0 end)"
+                     for n, spec in enumerate(distributions))
+    with engine.connect() as conn:
+        counted = conn.execute(sa.text(f"select count(*){shares} from ({query}) q"), {
+            f"values_{n}": [_as_text(v) for v in spec.values] for n, spec in enumerate(distributions)}).one()
+    return int(counted[0]), {spec.name: float(value or 0.0) for spec, value in zip(distributions, counted[1:], strict=True)}
+
+
+def _distributions(suite: SuiteSpec, engine: sa.Engine | None, frame: pd.DataFrame | None,
+                   shares: dict[str, float] | None, rows_checked: int, *, run_id: str,
+                   run_time: datetime | None) -> list[DistributionOutcome]:
+    """Judge each distribution's share (of ``frame``, or as counted with the batch: ``shares``) against its history."""
     outcomes = []
     for spec in suite.distributions:
         if rows_checked < spec.min_rows:
             outcomes.append(DistributionOutcome(spec, None, None, 0, True, f"fewer than {spec.min_rows} rows"))
             continue
-        if frame is not None:
-            value = _share_in(frame[spec.column], spec.values)
-        else:
-            with engine.connect() as conn:
-                value = float(conn.execute(
-                    sa.text(f"select avg(case when q.{spec.column}::text = any(:values) then 1.0 else 0.0 end) "
-                            f"from ({query}) q"),
-                    {"values": [_as_text(v) for v in spec.values]}).scalar() or 0.0)
+        value = _share_in(frame[spec.column], spec.values) if frame is not None else shares[spec.name]
         history = _history(engine, suite.name, spec, run_id, run_time) if engine is not None else []
         if len(history) < spec.min_history:
             outcomes.append(DistributionOutcome(spec, value, None, len(history), True,
