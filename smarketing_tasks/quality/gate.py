@@ -24,6 +24,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -182,10 +183,15 @@ def check_suite(
     engine: sa.Engine | None = warehouse if is_frame else data
     chosen: Mode = "pandas" if is_frame else (mode or settings.force_mode or suite.mode)  # type: ignore[assignment]
 
-    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, since=since, until=until,
-                                         run_time=run_time)
+    # A warehouse batch is rows of one table (no join): what the table's keys enforce needs no scan of it.
+    enforced = (table_guarantees(engine, table or suite.table)
+                if not is_frame and suite.join is None and (table or suite.table) else None)
+    filtered = not is_frame and (since is not None or until is not None) and suite.batch_filter is not None
+    evaluated, skipped = _resolve_kwargs(suite, engine, chosen, whole_table, enforced, filtered, since=since,
+                                         until=until, run_time=run_time)
     frame: pd.DataFrame | None = None
     query = None
+    shares: dict[str, float] | None = None  # distribution shares counted with the batch, in SQL
     if is_frame:
         frame = data.reset_index(drop=True)
         frame[ROW_REF] = frame.index.astype(str)
@@ -205,8 +211,7 @@ def check_suite(
             frame = read_batch_frame(engine, query)
             rows_checked = len(frame)
         else:
-            with engine.connect() as conn:
-                rows_checked = int(conn.execute(sa.text(f"select count(*) from ({query}) q")).scalar())
+            rows_checked, shares = _count_batch(engine, query, suite.distributions if whole_table else ())
         with engine.connect() as conn:
             names = list(conn.execute(sa.text(f"select * from ({query}) q limit 0")).keys())
         columns = [c for c in names if c != ROW_REF]
@@ -221,7 +226,7 @@ def check_suite(
     outcomes += skipped
     outcomes.sort(key=lambda o: o.spec.index)
 
-    distributions = _distributions(suite, engine, frame if chosen == "pandas" else None, query,
+    distributions = _distributions(suite, engine, frame if chosen == "pandas" else None, shares,
                                    rows_checked, run_id=run_id, run_time=run_time) if whole_table else []
     problems, warnings, bad_rows = _judge(suite, outcomes, distributions, rows_checked, threshold, settings)
     if suite.forbidden_columns:
@@ -299,12 +304,21 @@ def read_batch_frame(engine: sa.Engine, query: str) -> pd.DataFrame:
 
 
 def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whole_table: bool = True,
-                    **params: Any):
-    """Fill kwargs that come from the warehouse (e.g. a mart's expected row count from its source)."""
+                    enforced: TableGuarantees | None = None, filtered: bool = False, **params: Any):
+    """Fill kwargs that come from the warehouse (e.g. a mart's expected row count from its source), and set aside
+    what is not evaluated: expectations of another mode or about the whole table, those the batch's table
+    enforces (``enforced``) and those the batch filter implies when it applies (``filtered``)."""
     evaluated: list[tuple[ExpectationSpec, dict[str, Any]]] = []
     skipped: list[ExpectationOutcome] = []
     for spec in suite.expectations:
         kwargs = dict(spec.kwargs)
+        if filtered and spec.implied_by_batch_filter:
+            skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped="implied by the batch filter"))
+            continue
+        enforced_by = enforced.enforcing(spec) if enforced is not None else None
+        if enforced_by:
+            skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped=f"enforced by {enforced_by}"))
+            continue
         if not whole_table and spec.type.startswith("expect_table_"):
             skipped.append(ExpectationOutcome(spec, kwargs, success=True, skipped="the batch holds changed rows only"))
             continue
@@ -322,6 +336,53 @@ def _resolve_kwargs(suite: SuiteSpec, engine: sa.Engine | None, mode: Mode, whol
                     kwargs[name] = _plain(conn.execute(statement, bound).scalar())
         evaluated.append((spec, kwargs))
     return evaluated, skipped
+
+
+@dataclass(frozen=True)
+class TableGuarantees:
+    """What PostgreSQL enforces on every row of a table: its NOT NULL columns, and its unique keys whose columns are
+    all NOT NULL (a valid, immediate, non-partial unique index on plain columns, e.g. the primary key)."""
+
+    table: str
+    not_null: frozenset[str]
+    unique_keys: tuple[tuple[str, frozenset[str]], ...]  # (constraint or index name, its columns)
+
+    def enforcing(self, spec: ExpectationSpec) -> str | None:
+        """The constraint that makes ``spec`` hold on any subset of the table's rows, or None.
+
+        Uniqueness of columns holds when a key's columns are among them (rows that differ in the key differ in
+        the columns). A key's columns are never null, so GX's rule of ignoring rows whose values are all
+        missing changes nothing."""
+        if spec.type == "expect_column_values_to_not_be_null" and spec.kwargs.get("column") in self.not_null:
+            return f"NOT NULL on {self.table}.{spec.kwargs['column']}"
+        if spec.type in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            columns = set(spec.columns)
+            for name, key in self.unique_keys:
+                if key <= columns:
+                    return f"unique key {name} ({', '.join(sorted(key))}) of {self.table}"
+        return None
+
+
+def table_guarantees(engine: sa.Engine, table: str) -> TableGuarantees:
+    """Read ``table``'s NOT NULL columns and unique keys from the catalog (see ``TableGuarantees``)."""
+    with engine.connect() as conn:
+        oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
+        if oid is None:
+            return TableGuarantees(table, frozenset(), ())
+        not_null = conn.execute(sa.text(
+            "select attname from pg_attribute where attrelid = :oid and attnum > 0 and not attisdropped "
+            "and attnotnull"), {"oid": oid}).scalars()
+        keys = conn.execute(sa.text(
+            "select coalesce(c.conname, i.indexrelid::regclass::text), "
+            "array_agg(a.attname::text order by a.attname), bool_and(a.attnotnull) "
+            "from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
+            "and a.attnum = any(i.indkey[0:i.indnkeyatts - 1]) "
+            "left join pg_constraint c on c.conindid = i.indexrelid and c.conrelid = i.indrelid "
+            "where i.indrelid = :oid and i.indisunique and i.indisvalid and i.indisready and i.indimmediate "
+            "and i.indpred is null and i.indexprs is null "
+            "group by 1"), {"oid": oid}).all()
+    return TableGuarantees(table, frozenset(not_null),
+                           tuple((name, frozenset(columns)) for name, columns, all_not_null in keys if all_not_null))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -397,21 +458,26 @@ def _as_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _distributions(suite: SuiteSpec, engine: sa.Engine | None, frame: pd.DataFrame | None, query: str | None,
-                   rows_checked: int, *, run_id: str, run_time: datetime | None) -> list[DistributionOutcome]:
+def _count_batch(engine: sa.Engine, query: str, distributions: Sequence[DistributionSpec]) -> tuple[int, dict[str, float]]:
+    """The rows of a warehouse batch and the share of each distribution's values among them, in one scan."""
+    shares = "".join(f", avg(case when q.{spec.column}::text = any(:values_{n}) then 1.0 else 0.0 end)"
+                     for n, spec in enumerate(distributions))
+    with engine.connect() as conn:
+        counted = conn.execute(sa.text(f"select count(*){shares} from ({query}) q"), {
+            f"values_{n}": [_as_text(v) for v in spec.values] for n, spec in enumerate(distributions)}).one()
+    return int(counted[0]), {spec.name: float(value or 0.0) for spec, value in zip(distributions, counted[1:], strict=True)}
+
+
+def _distributions(suite: SuiteSpec, engine: sa.Engine | None, frame: pd.DataFrame | None,
+                   shares: dict[str, float] | None, rows_checked: int, *, run_id: str,
+                   run_time: datetime | None) -> list[DistributionOutcome]:
+    """Judge each distribution's share (of ``frame``, or as counted with the batch: ``shares``) against its history."""
     outcomes = []
     for spec in suite.distributions:
         if rows_checked < spec.min_rows:
             outcomes.append(DistributionOutcome(spec, None, None, 0, True, f"fewer than {spec.min_rows} rows"))
             continue
-        if frame is not None:
-            value = _share_in(frame[spec.column], spec.values)
-        else:
-            with engine.connect() as conn:
-                value = float(conn.execute(
-                    sa.text(f"select avg(case when q.{spec.column}::text = any(:values) then 1.0 else 0.0 end) "
-                            f"from ({query}) q"),
-                    {"values": [_as_text(v) for v in spec.values]}).scalar() or 0.0)
+        value = _share_in(frame[spec.column], spec.values) if frame is not None else shares[spec.name]
         history = _history(engine, suite.name, spec, run_id, run_time) if engine is not None else []
         if len(history) < spec.min_history:
             outcomes.append(DistributionOutcome(spec, value, None, len(history), True,

@@ -57,6 +57,9 @@ class ExpectationSpec:
     on_failure: OnFailure  # fail: any failure stops the run; threshold: counts toward max_bad_share; warn: recorded
     kwargs_from_sql: dict[str, str] = field(default_factory=dict)  # kwarg -> scalar SQL run on the warehouse
     only_in: Mode | None = None  # e.g. SQL-only checks (referential integrity) are skipped in pandas
+    # The suite's batch filter keeps only rows for which this holds (e.g. lines of orders that exist): it is
+    # checked when the batch is not filtered (a whole table, a copy) and skipped when it is.
+    implied_by_batch_filter: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,7 +156,8 @@ def parse_suite(raw: dict[str, Any], source: str = "<dict>") -> SuiteSpec:
         expectations.append(ExpectationSpec(
             index=index, type=kind, kwargs=dict(item.get("kwargs", {})),
             reason=meta.get("reason") or kind.replace("_", " "), row_level=row_level, on_failure=on_failure,
-            kwargs_from_sql=dict(meta.get("kwargs_from_sql", {})), only_in=meta.get("only_in"), meta=meta,
+            kwargs_from_sql=dict(meta.get("kwargs_from_sql", {})), only_in=meta.get("only_in"),
+            implied_by_batch_filter=bool(meta.get("implied_by_batch_filter", False)), meta=meta,
         ))
     distributions = tuple(
         DistributionSpec(

@@ -6,6 +6,7 @@ in PostgreSQL also in the database on a copy of the batch); fatal cases run alon
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -48,6 +49,29 @@ def _scratch_table(conn: sa.Connection, suite: str) -> str:
     return table
 
 
+def _joined_columns(conn: sa.Connection, suite_name: str, frame) -> list[str]:
+    """Columns a suite joins in from another table (the customers' contact data): written there, by key, with that
+    table's foreign keys and NOT NULLs (besides its key) dropped, as this database is the test's own."""
+    from smarketing_tasks.db import copy_frame
+
+    suite = load_suite(suite_name)
+    joined = [c.strip().split(".")[-1] for c in (suite.extra_columns or "").split(",") if c.strip()]
+    if not joined:
+        return []
+    other = re.search(r"join\s+(\S+)", suite.join).group(1)
+    for (name,) in conn.execute(sa.text(
+            "select conname from pg_constraint where conrelid = cast(:t as regclass) and contype = 'f'"), {"t": other}):
+        conn.exec_driver_sql(f"alter table {other} drop constraint {name}")
+    schema, table = other.split(".")
+    for (column,) in conn.execute(sa.text(
+            "select column_name from information_schema.columns where table_schema = :s and table_name = :t "
+            "and is_nullable = 'NO'"), {"s": schema, "t": table}):
+        if column not in suite.key:
+            conn.exec_driver_sql(f"alter table {other} alter column {column} drop not null")
+    copy_frame(conn, other, frame, [*suite.key, *joined])
+    return joined
+
+
 @pytest.fixture(scope="module")
 def corpus(admin_url: str):
     import pandas as pd
@@ -69,7 +93,8 @@ def corpus(admin_url: str):
                 with engine.begin() as conn:
                     conn.exec_driver_sql("create schema if not exists qa")
                     table = _scratch_table(conn, suite)
-                    copy_frame(conn, table, frame)
+                    joined = _joined_columns(conn, suite, frame)
+                    copy_frame(conn, table, frame, [c for c in frame.columns if c not in joined])
                 runs.in_database[suite] = gate(engine, suite, table=table, mode="sql", run_id="corpus")
         for case in FATAL_CASES:
             frame = pd.DataFrame(batch_for(case.suite, [case]))

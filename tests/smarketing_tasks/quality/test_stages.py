@@ -52,7 +52,7 @@ def test_audit_of_an_ingested_demo_shop_passes_and_records_one_run_per_suite(loa
     assert [a["suite"] for a in audited] == ["customers", "orders", "order_items"]
     assert all(a["success"] for a in audited)
     assert audited[1]["rows_checked"] == orders_before > 0 and audited[1]["mode"] == "sql"
-    assert audited[0]["mode"] == "pandas"
+    assert audited[0]["mode"] == "sql"
     with warehouse.connect() as conn:
         runs = conn.execute(sa.text("select suite, success from smarketing.validation_runs order by suite")).all()
     assert runs == [("customers", True), ("order_items", True), ("orders", True)]
