@@ -94,9 +94,51 @@ def _collations(conn: sa.Connection) -> list[str | None]:
 @pytest.mark.slow
 @pytest.mark.parametrize("column", sorted(PANDAS_ERA))
 def test_postgresql_accepts_exactly_what_python_accepts_under_any_collation(admin_url: str, column: str):
+    _assert_postgresql_agrees(admin_url, _patterns()[column], _texts(column))
+
+
+# Orders and order items validate in PostgreSQL too, and in Python for frames: their patterns are spelled the
+# same way. They keep PostgreSQL's meaning, the one their audit of tables has always had: nothing after the
+# text's end (`\Z`), and a sku may hold a newline inside (`(?s)`: `.` matches one, as PostgreSQL's does).
+WAREHOUSE_PATTERNS = {("orders", "currency"), ("order_items", "sku")}
+WAREHOUSE_TRICKY = {
+    ("orders", "currency"): (["EUR", "USD"], ["EUR\n", "\nEUR", "eur", "Eur", "EU", "EURO", "EUR ", " EUR", "ÄUR",
+                                              "\u212aUR", "ＥＵＲ", "E\u00a0R", ""]),
+    ("order_items", "sku"): (["SKU-TEE-001", "A", "A B", "A\nB", "ä-1", "sku_1/2"],
+                             ["SKU ", " SKU", "SKU\n", "\nSKU", "SKU\u00a0", "\u2003SKU", "SKU\u3000", "SKU\x1c",
+                              "SKU\x85", "\t", " ", ""]),
+}
+WAREHOUSE_TEMPLATES = {("orders", "currency"): ["E{}R", "EU{}", "{}UR", "EUR{}"],
+                       ("order_items", "sku"): ["{}SKU", "SKU{}", "S{}U", "{}"]}
+
+
+def _suite_pattern(suite: str, column: str) -> str:
+    (pattern,) = [spec.kwargs["regex"] for spec in load_suite(suite).expectations
+                  if spec.type == "expect_column_values_to_match_regex" and spec.kwargs["column"] == column]
+    return pattern
+
+
+@pytest.mark.parametrize(("suite", "column"), sorted(WAREHOUSE_PATTERNS))
+def test_warehouse_patterns_keep_postgresqls_meaning_in_python(suite: str, column: str):
+    accepted, refused = WAREHOUSE_TRICKY[(suite, column)]
+    pattern = _suite_pattern(suite, column)
+    assert _python(pattern, accepted) == [True] * len(accepted)
+    assert _python(pattern, refused) == [False] * len(refused)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize(("suite", "column"), sorted(WAREHOUSE_PATTERNS))
+def test_warehouse_patterns_mean_the_same_in_postgresql_under_any_collation(admin_url: str, suite: str, column: str):
+    accepted, refused = WAREHOUSE_TRICKY[(suite, column)]
+    texts = accepted + refused + [t.format(c) for t in WAREHOUSE_TEMPLATES[(suite, column)] for c in CHARACTERS]
+    _assert_postgresql_agrees(admin_url, _suite_pattern(suite, column), texts)
+
+
+def _assert_postgresql_agrees(admin_url: str, pattern: str, texts: list[str]) -> None:
+    """PostgreSQL's ``~`` accepts exactly the texts Python's ``re.search`` accepts, under every collation."""
     from smarketing_tasks.db import make_engine
 
-    pattern, texts = _patterns()[column], _texts(column)
     expected = _python(pattern, texts)
     engine = make_engine(admin_url)
     try:
