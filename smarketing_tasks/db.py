@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -91,13 +91,18 @@ def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Se
     buffer = io.StringIO()
     frame[columns].to_csv(buffer, index=False, header=False, na_rep="\\N")
     buffer.seek(0)
+    _copy_csv(conn, table, columns, iter(lambda: buffer.read(1 << 20), ""))
+    return len(frame)
+
+
+def _copy_csv(conn: sa.Connection, table: str, columns: Sequence[str], chunks: Iterable[str]) -> None:
+    """COPY CSV text (NULL as ``\\N``) into the ``columns`` of ``table``, chunk by chunk."""
     column_list = ", ".join(f'"{c}"' for c in columns)
     with raw_cursor(conn) as cur, cur.copy(
         f"copy {table} ({column_list}) from stdin with (format csv, null '\\N')"
     ) as copy:
-        while chunk := buffer.read(1 << 20):
+        for chunk in chunks:
             copy.write(chunk)
-    return len(frame)
 
 
 def copy_plain_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Sequence[str]) -> int:
@@ -109,12 +114,7 @@ def copy_plain_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, colum
     """
     if frame.empty:
         return 0
-    column_list = ", ".join(f'"{c}"' for c in columns)
-    with raw_cursor(conn) as cur, cur.copy(
-        f"copy {table} ({column_list}) from stdin with (format csv, null '\\N')"
-    ) as copy:
-        for block in csv_blocks(frame, columns):
-            copy.write(block)
+    _copy_csv(conn, table, columns, csv_blocks(frame, columns))
     return len(frame)
 
 
