@@ -101,9 +101,8 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
         migrate(warehouse)
         warehouse.dispose()  # no pooled connection crosses into the forked loaders
         # The DAG maps `ingest` over the datasets: each loads in its own process, at the same time.
-        with ProcessPoolExecutor(max_workers=len(PURCHASE_DATASETS), mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(_ingest_one, [(shop_url, warehouse_url, dataset, as_of, run_id)
-                                                  for dataset in PURCHASE_DATASETS]))
+        results = _mapped(_ingest_one, [(shop_url, warehouse_url, dataset, as_of, run_id)
+                                        for dataset in PURCHASE_DATASETS])
         rows = sum(result["rows_read"] for result in results)
         extra["loaded"] = results
     elif stage == "audit_purchases":
@@ -141,8 +140,7 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
         warehouse.dispose()  # no pooled connection crosses into the forked partitions
         # The DAG maps `score_partition` over the partitions, and the default deployment runs them at once.
         slots = min(prepared.partitions, WORKER_SLOTS)
-        with ProcessPoolExecutor(max_workers=slots, mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_score_one, [(warehouse_url, as_of, partition) for partition in range(prepared.partitions)]))
+        _mapped(_score_one, [(warehouse_url, as_of, partition) for partition in range(prepared.partitions)])
         scored_at = time.perf_counter()
         summary = finalize(warehouse, as_of)
         rows = int(summary.get("customers", 0))
@@ -157,6 +155,14 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
     seconds = time.perf_counter() - started
     warehouse.dispose()
     return {"rows": rows, "seconds": seconds, **extra}
+
+
+def _mapped(task: Callable[[tuple], dict], jobs: list[tuple]) -> list[dict]:
+    """A mapped task's instances as the default deployment runs them: each in a forked process of its own,
+    up to WORKER_SLOTS at once (the caller disposes its engine first: no pooled connection crosses a fork)."""
+    with ProcessPoolExecutor(max_workers=min(len(jobs), WORKER_SLOTS),
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(task, jobs))
 
 
 def _ingest_one(job: tuple[str, str, str, datetime, str]) -> dict:
