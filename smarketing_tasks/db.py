@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -81,17 +80,17 @@ def raw_cursor(conn: sa.Connection) -> Iterator:
 
 
 def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> int:
-    """COPY a DataFrame into ``table`` (CSV through memory); returns the row count.
+    """COPY a DataFrame into ``table`` (CSV, 20,000 rows at a time); returns the row count.
 
-    COPY is the floor for loading rows into PostgreSQL; ``to_sql`` is ~10x slower on this stack.
+    COPY is the floor for loading rows into PostgreSQL; ``to_sql`` is ~10x slower on this stack. Columns
+    ``csv_blocks`` cannot write exactly (times, mixed objects) are printed as pandas' CSV writer prints them
+    (``str``), and any text holding a backslash is quoted: pandas wrote a text ``\\N`` bare, which COPY
+    stored as NULL.
     """
     columns = list(columns or frame.columns)
     if frame.empty:
         return 0
-    buffer = io.StringIO()
-    frame[columns].to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    _copy_csv(conn, table, columns, iter(lambda: buffer.read(1 << 20), ""))
+    _copy_csv(conn, table, columns, csv_blocks(frame, columns, exact=False))
     return len(frame)
 
 
@@ -123,12 +122,33 @@ _CSV_SPECIAL = ('"', ",", "\n", "\r", "\\")  # a text holding one is quoted (a b
 _SMALL_INTS: list = []
 
 
-def csv_blocks(frame: pd.DataFrame, columns: Sequence[str], rows: int = 20_000) -> Iterator[str]:
-    """CSV text (NULL as ``\\N``) of ``columns``, ``rows`` rows at a time (bounded memory)."""
+def csv_blocks(frame: pd.DataFrame, columns: Sequence[str], rows: int = 20_000, exact: bool = True) -> Iterator[str]:
+    """CSV text (NULL as ``\\N``) of ``columns``, ``rows`` rows at a time (bounded memory).
+
+    ``exact``: refuse (TypeError) a column whose values have no plain CSV form; otherwise print those as text.
+    """
+    cells_of = _csv_cells if exact else _any_cells
     for start in range(0, len(frame), rows):
         part = frame.iloc[start:start + rows]
-        cells = [_csv_cells(part[column], column) for column in columns]
+        cells = [cells_of(part[column], column) for column in columns]
         yield "\n".join(map(",".join, zip(*cells, strict=True))) + "\n"
+
+
+def _any_cells(series: pd.Series, name: str) -> list[str]:
+    """``_csv_cells`` where it can; else each value as ``str`` prints it (times in ISO form), quoted as CSV needs."""
+    import pandas as pd
+
+    try:
+        return _csv_cells(series, name)
+    except TypeError:
+        pass
+    missing = series.isna().to_numpy()
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind in "mM":
+        return _with_nulls(series.astype(str).tolist(), missing)  # vectorised; NaT's text is replaced
+    texts = [None if gone else str(value) for value, gone in zip(series.to_numpy(dtype=object).tolist(),
+                                                                  missing.tolist(), strict=True)]
+    return [_NULL if t is None else '"' + t.replace('"', '""') + '"' if any(c in t for c in _CSV_SPECIAL) else t
+            for t in texts]
 
 
 def _csv_cells(series: pd.Series, name: str) -> list[str]:
@@ -193,6 +213,10 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
     with raw_cursor(conn) as cur, tempfile.TemporaryFile() as spool:
         cur.execute(f"select * from ({query}) as q limit 0")
         names = [d.name for d in cur.description]
+        # The CSV reader cannot tell a quoted text "\N" from the bare NULL marker, so the server lists, per row,
+        # the columns whose text is exactly that (almost always none) and the reader puts them back.
+        marked = ", ".join(f"case when q.{_identifier(n)}::text = '\\N' then '{i}' end" for i, n in enumerate(names))
+        query = f"select q.*, concat_ws(',', {marked}) from ({query}) as q"
         # Bytes as the database holds them (no server-side conversion that could fail on a bad byte); the
         # reader below decodes UTF-8 and keeps anything else visible as U+FFFD for validation to reject.
         with cur.copy(f"copy ({query}) to stdout with (format csv, null '\\N', encoding 'SQL_ASCII')") as copy:
@@ -201,9 +225,9 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
         if spool.tell() == 0:
             return
         spool.seek(0)
-        yield from pd.read_csv(
+        for frame in pd.read_csv(
             spool,
-            names=names,
+            names=[*names, _MARKED],
             header=None,
             dtype=str,
             keep_default_na=False,
@@ -211,4 +235,16 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
             encoding="utf-8",
             encoding_errors="replace",
             chunksize=batch_rows,
-        )
+        ):
+            positions = frame.pop(_MARKED)
+            for row, listed in positions[positions.notna() & (positions != "")].items():
+                for position in listed.split(","):
+                    frame.loc[row, names[int(position)]] = "\\N"
+            yield frame
+
+
+_MARKED = "__texts_reading_null_marker"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

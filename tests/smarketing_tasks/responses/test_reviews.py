@@ -218,3 +218,13 @@ def test_links_signed_before_a_key_rotation_still_attribute(shop, warehouse, wor
     ingest_responses(ResponseSqlSource(shop), "reviews", warehouse, until=UNTIL, run_id="r", settings=settings,
                      keys=keys)
     assert _reviews(warehouse)["R-old-key"].attribution == "token"
+
+
+def test_a_text_reading_backslash_n_is_kept_as_text_not_null(shop, warehouse, world):
+    """COPY's NULL marker is \\N: a title that reads exactly that must reach the warehouse as the text."""
+    with shop.begin() as conn:
+        _review(conn, "R-marker", "C1", "O1", 5, "Back\\slash and \\N inside: a fine tee.", T0 + timedelta(days=3),
+                title="\\N")
+    assert _ingest(shop, warehouse).rows_loaded == 1
+    review = _reviews(warehouse)["R-marker"]
+    assert (review.title, review.body) == ("\\N", "Back\\slash and \\N inside: a fine tee.")
