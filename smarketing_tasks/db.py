@@ -214,9 +214,10 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
         cur.execute(f"select * from ({query}) as q limit 0")
         names = [d.name for d in cur.description]
         # The CSV reader cannot tell a quoted text "\N" from the bare NULL marker, so the server lists, per row,
-        # the columns whose text is exactly that (almost always none) and the reader puts them back.
-        marked = ", ".join(f"case when q.{_identifier(n)}::text = '\\N' then '{i}' end" for i, n in enumerate(names))
-        query = f"select q.*, concat_ws(',', {marked}) from ({query}) as q"
+        # the text columns holding exactly that (almost always none) and the reader puts them back.
+        marked = ", ".join(f"case when q.{_identifier(d.name)} = '\\N' then '{i}' end"
+                           for i, d in enumerate(cur.description) if d.type_code in _TEXT_TYPES)
+        query = f"select q.*, concat_ws(',', {marked or 'null'}) from ({query}) as q"
         # Bytes as the database holds them (no server-side conversion that could fail on a bad byte); the
         # reader below decodes UTF-8 and keeps anything else visible as U+FFFD for validation to reject.
         with cur.copy(f"copy ({query}) to stdout with (format csv, null '\\N', encoding 'SQL_ASCII')") as copy:
@@ -244,6 +245,7 @@ def copy_query_to_frames(conn: sa.Connection, query: str, batch_rows: int) -> It
 
 
 _MARKED = "__texts_reading_null_marker"
+_TEXT_TYPES = {25, 1043, 1042, 19}  # text, varchar, char, name: no other type prints as "\N"
 
 
 def _identifier(name: str) -> str:
