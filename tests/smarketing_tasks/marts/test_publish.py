@@ -123,8 +123,8 @@ def test_the_audit_refuses_contact_data_in_a_mart(published, tmp_path):
 
 
 def test_the_audit_refuses_a_phone_number_the_redaction_missed(published, monkeypatch):
-    # free text as written: the customer's number in c3's follow-up reaches the build, and the audit (which
-    # checks the distinct values of free-text columns) must still find it
+    # free text as written: the customer's number in c3's follow-up reaches the build, and the audit (with its
+    # cheaper phone presence test) must still find it
     before = fingerprints(published)
     monkeypatch.setattr(publish_module, "_redacted", lambda column: column)
     with pytest.raises(MartBuildError, match=r"follow_ups\.review_excerpt: 1 values look like contact data"):
