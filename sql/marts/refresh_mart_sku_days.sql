@@ -33,15 +33,20 @@ totals as (
 
 -- the product's lines on its latest order of the day and on its latest order that names it (orders placed at
 -- the same moment count alike)
+-- (the orders at those times are picked by a semi-join on the few times: joined directly, the planner hashed all
+-- 1,000,399 orders, in 8 batches on disk at 1M purchases, to probe them with 7,300 times)
 latest_lines as (
     select wanted.sku, wanted.day, wanted.ordered_at, items.product_name
     from (select sku, day, last_ordered_at as ordered_at from totals
           union
           select sku, day, last_named_at from totals where last_named_at is not null) as wanted
-    join smarketing.orders as orders on orders.ordered_at = wanted.ordered_at
+    join (select orders.order_id, orders.ordered_at
+          from smarketing.orders as orders
+          where orders.ordered_at in (select last_ordered_at from totals union select last_named_at from totals)
+            and (cast(:full as boolean)
+                 or (orders.ordered_at at time zone 'UTC')::date = any(cast(:changed_days as date[])))) as orders
+      on orders.ordered_at = wanted.ordered_at
     join smarketing.order_items as items on items.order_id = orders.order_id and items.sku = wanted.sku
-    where cast(:full as boolean)
-       or (orders.ordered_at at time zone 'UTC')::date = any(cast(:changed_days as date[]))
 ),
 
 -- the first name alphabetically on those lines (none when none of them names the product)

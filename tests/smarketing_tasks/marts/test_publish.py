@@ -12,7 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from smarketing_tasks.marts import BI_ROLE, MartBuildError, MartSettings, load_catalog, publish_marts
+from smarketing_tasks.marts import publish as publish_module
 from smarketing_tasks.marts.catalog import MARTS_DIR
+from smarketing_tasks.marts.review_signals import EMAIL_PATTERN, PHONE_PATTERN, PHONE_PRESENCE
 from tests.smarketing_tasks.marts.known_data import AS_OF, load_known_data
 
 CATALOG = load_catalog()
@@ -118,6 +120,37 @@ def test_the_audit_refuses_contact_data_in_a_mart(published, tmp_path):
                               "reason || ' ' || 'x@example.com' as reason,\n        count(*)")
     with pytest.raises(MartBuildError, match="rewards.reason: 2 values look like contact data"):
         publish_marts(published, AS_OF, marts_dir=broken)
+
+
+def test_the_audit_refuses_a_phone_number_the_redaction_missed(published, monkeypatch):
+    # free text as written: the customer's number in c3's follow-up reaches the build, and the audit (with its
+    # cheaper phone presence test) must still find it
+    before = fingerprints(published)
+    monkeypatch.setattr(publish_module, "_redacted", lambda column: column)
+    with pytest.raises(MartBuildError, match=r"follow_ups\.review_excerpt: 1 values look like contact data"):
+        publish_marts(published, AS_OF, full=True)
+    assert fingerprints(published) == before
+
+
+# phones with and without prefix, eight digits (not a phone), a phone inside an email's local part, a phone
+# after or before an email, the chain broken by a comma, nine lone digits, a date, none
+CONTACT_TEXTS = ["call +44 20 7946 0958", "(030) 123-45678 or +(49) 170.123.456", "1234 5678", "12345678.9",
+                 "1234-5678.9@ex.com then 0171 2345 6789", "a@b.example 1 2 3 4 5 6 7 8 9", "5 orders, 1,234,567,890 spent",
+                 "x 123456789@mail.example.org y", "RFM 5-5-5 (2026-11-02)", "", None, "+((0) 12 34 56 78 9"]
+
+
+def test_the_phone_presence_test_and_the_redaction_prefilter_match_the_plain_pattern(known_marts):
+    with known_marts.connect() as conn:
+        rows = conn.execute(sa.text(
+            f"select t, t ~ :phone_pattern, t ~ :phone_presence, {publish_module._redacted('t')}, "
+            "regexp_replace(case when strpos(t, '@') > 0 then regexp_replace(t, :email_pattern, '[email]', 'g') "
+            "else t end, :phone_pattern, '[phone]', 'g') "
+            "from unnest(cast(:texts as text[])) as t"),
+            {"texts": CONTACT_TEXTS, "email_pattern": EMAIL_PATTERN, "phone_pattern": PHONE_PATTERN,
+             "phone_presence": PHONE_PRESENCE}).all()
+    assert [r[1] for r in rows] == [r[2] for r in rows]  # either pattern finds a phone in the same texts
+    assert [r[3] for r in rows] == [r[4] for r in rows]  # the prefiltered redaction writes the same text
+    assert sum(bool(r[1]) for r in rows) >= 6 and rows[4][3] == "[email] then [phone]"
 
 
 def test_the_bi_role_reads_marketing_and_nothing_else(published):

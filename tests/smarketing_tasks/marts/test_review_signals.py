@@ -9,6 +9,7 @@ import pytest
 from smarketing_tasks.marts.review_signals import (
     EMAIL_PATTERN,
     PHONE_PATTERN,
+    PHONE_PRESENCE,
     best_quote,
     is_lukewarm,
     redact,
@@ -37,6 +38,12 @@ def test_redaction_removes_emails_phones_and_links_but_keeps_dates():
     redacted = redact(text + " on 2026-11-02")
     assert redacted == "Mail [email], call [phone] or [phone], see [link] on 2026-11-02"
     assert not re.search(EMAIL_PATTERN, redacted) and not re.search(PHONE_PATTERN, redacted)
+
+
+@pytest.mark.parametrize("text", ["call +44 20 7946 0958", "1234 5678", "12345678.9", "(030) 123-45678",
+                                  "1 2 3 4 5 6 7 8 9", "5 orders, 1,234,567,890 spent", "+((0) 12 34 56 78 9", ""])
+def test_the_phone_presence_pattern_finds_a_phone_exactly_where_the_phone_pattern_does(text):
+    assert bool(re.search(PHONE_PRESENCE, text)) is bool(re.search(PHONE_PATTERN, text))
 
 
 def test_the_best_quote_is_the_most_positive_sentence_that_fits():
