@@ -11,20 +11,29 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from smarketing_tasks.outreach.channels import (
-    Channel,
-    SinkChannel,
-    SmtpChannel,
-    SmtpParams,
-    WebhookChannel,
-)
 from smarketing_tasks.outreach.planner import PlanResult, plan
-from smarketing_tasks.outreach.rendering import Renderer, discover_variants, templates_root
-from smarketing_tasks.outreach.sender import ChannelDown, SendReport, send_due
 from smarketing_tasks.outreach.settings import OutreachSettings
+from smarketing_tasks.outreach.variants import discover_variants, templates_root
+
+if TYPE_CHECKING:
+    from smarketing_tasks.outreach.channels import Channel, SmtpParams
+    from smarketing_tasks.outreach.sender import ChannelDown, SendReport
+
+# Sending's modules (SMTP, Jinja2, the email package) load when first used, not with the planner: a planning
+# task imports this package and pays for nothing it does not run.
+_LAZY = {"ChannelDown": "sender", "SendReport": "sender", "SmtpParams": "channels"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"smarketing_tasks.outreach.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["ChannelDown", "OutreachSettings", "PlanResult", "SendReport", "SmtpParams", "build_channels",
            "parse_send_shard", "plan_outreach", "send_outreach", "send_shards", "shard_settings", "signing_key", "verification_keys"]
@@ -51,6 +60,8 @@ def sink_directory(settings: OutreachSettings) -> Path:
 def build_channels(settings: OutreachSettings, smtp: SmtpParams | None, key: bytes,
                    clock: Callable[[], datetime]) -> dict[str, Channel]:
     """Outbox channel → delivery channel: email over SMTP (or the sink), SMS over the webhook (or the sink)."""
+    from smarketing_tasks.outreach.channels import SinkChannel, SmtpChannel, WebhookChannel
+
     sink = SinkChannel(sink_directory(settings))
     email: Channel = SmtpChannel(smtp, settings.from_address) if (
         settings.email_transport == "smtp" and smtp is not None) else sink
@@ -96,6 +107,9 @@ def send_outreach(engine: sa.Engine, as_of: datetime, settings: OutreachSettings
                   warn: Callable[[str], None] = print, shards: int = 1) -> SendReport:
     """Send the due messages of ``channels``; ``shards``: how many senders share each channel at once, which
     split its rate limits (the claim already keeps them from taking the same message)."""
+    from smarketing_tasks.outreach.rendering import Renderer
+    from smarketing_tasks.outreach.sender import send_due
+
     settings = shard_settings(settings, shards)
     key = signing_key(engine, settings, warn)
     available = build_channels(settings, smtp, key, clock)

@@ -231,12 +231,9 @@ _SHARE_ASKS = _candidates_insert(f"""
             union all
             select customer_id, order_id, ask_at, 'repeat', null::timestamptz from (
                 -- nth: the order's place among the customer's delivered, open orders by (delivered_at, order_id),
-                -- counted for the orders whose ask is due only (by index) rather than ranked over all orders
-                select o.customer_id, o.order_id, o.ask_at,
-                       (select count(*) from smarketing.orders p
-                        where p.customer_id = o.customer_id and p.status = 'delivered' and p.delivered_at is not null
-                          and not {_order_closed("p")}
-                          and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) as nth
+                -- counted for the orders whose ask is due only (by index) rather than ranked over all orders;
+                -- own: the order itself is among them, i.e. it is open (one status-history probe, not two)
+                select o.customer_id, o.order_id, o.ask_at, n.nth, n.own
                 from (
                     select o.customer_id, o.order_id, o.delivered_at, o.ask_at
                     -- the orders whose moment came since the previous run, and every order of the customers
@@ -254,10 +251,15 @@ _SHARE_ASKS = _candidates_insert(f"""
                                               as ask_at) t
                           where o.customer_id = any (array(select customer_id from outreach_share_recheck))
                             and o.status = 'delivered' and t.ask_at <= :as_of and t.ask_at > :window_from) o
-                    where not {_ORDER_CLOSED}
                     offset 0  -- the exact window first, then the count per order
                 ) o
-            ) repeat where nth >= :share_repeat_orders
+                cross join lateral (
+                    select count(*) as nth, count(*) filter (where p.order_id = o.order_id) as own
+                    from smarketing.orders p
+                    where p.customer_id = o.customer_id and p.status = 'delivered' and p.delivered_at is not null
+                      and not {_order_closed("p")}
+                      and (p.delivered_at, p.order_id) <= (o.delivered_at, o.order_id)) n
+            ) repeat where own = 1 and nth >= :share_repeat_orders
               -- not a repeat buyer who has just told us they are unhappy
               and not exists (select 1 from smarketing.reviews rv
                               where rv.customer_id = repeat.customer_id and rv.rating < :share_min_rating

@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from smarketing_tasks import tokens
 from smarketing_tasks.outreach.settings import OutreachSettings
-from smarketing_tasks.paths import TEMPLATES_DIR
+from smarketing_tasks.outreach.variants import discover_variants, templates_root
 
 MESSAGE_DOMAIN = "smarketing.local"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -42,18 +42,6 @@ def header_safe(value: str, limit: int = 200) -> str:
 
 def message_id_header(message_id: str) -> str:
     return f"<{message_id}@{MESSAGE_DOMAIN}>"
-
-
-def templates_root(settings: OutreachSettings) -> Path:
-    return Path(settings.templates_dir) if settings.templates_dir else TEMPLATES_DIR / "outreach"
-
-
-def discover_variants(root: Path) -> dict[str, list[str]]:
-    """Variant folders per kind (``<root>/<kind>/<variant>/subject.txt``), sorted."""
-    found: dict[str, list[str]] = {}
-    for subject in sorted(root.glob("*/*/subject.txt")):
-        found.setdefault(subject.parent.parent.name, []).append(subject.parent.name)
-    return found
 
 
 @dataclass(frozen=True)

@@ -245,6 +245,26 @@ def test_share_ask_for_happy_reviewers_and_repeat_buyers_with_referral_code(shop
     assert codes["happy"].startswith("REF-") and len(codes["happy"]) == 12 and codes["happy"][4:].isupper()
 
 
+def test_a_repeat_buyers_order_returned_in_its_history_is_neither_asked_about_nor_counted(shop):
+    """An order whose status reads delivered but whose history says it was returned is closed: no share ask
+    for it, and it does not make a later order the customer's second."""
+    due = AS_OF - timedelta(days=S.review_delay_days + S.share_delay_days)
+    shop.customer("due-returned")  # the due order itself was returned once (two open orders before it)
+    shop.order("d0", "due-returned", delivered_at=AS_OF - timedelta(days=90))
+    shop.order("d1", "due-returned", delivered_at=AS_OF - timedelta(days=60))
+    shop.order("d2", "due-returned", delivered_at=due, history=["returned"])
+    shop.customer("first-returned")  # the earlier order was returned: the due one is the first open order
+    shop.order("f1", "first-returned", delivered_at=AS_OF - timedelta(days=60), history=["cancelled"])
+    shop.order("f2", "first-returned", delivered_at=due)
+    shop.customer("three")  # two earlier orders, one of them returned: still a repeat buyer
+    shop.order("t1", "three", delivered_at=AS_OF - timedelta(days=90))
+    shop.order("t2", "three", delivered_at=AS_OF - timedelta(days=60), history=["returned"])
+    shop.order("t3", "three", delivered_at=due)
+    _plan(shop)
+    shares = {m.customer_id: (m.order_id, m.status) for m in shop.messages() if m.kind == "share_ask"}
+    assert shares == {"three": ("t3", "planned")}
+
+
 def test_incentive_is_offered_to_every_review_ask_alike_never_by_rating(shop):
     settings = replace(S, review_incentive="10% off your next order")
     for c, rating in (("c1", 1), ("c2", 5), ("c3", None)):
