@@ -118,6 +118,50 @@ def copy_plain_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, colum
     return len(frame)
 
 
+def copy_csv_blocks(conn: sa.Connection, table: str, columns: Sequence[str], blocks: Iterable[str]) -> None:
+    """COPY CSV text made beforehand (``frame_csv_blocks``, ``csv_blocks``) into the ``columns`` of ``table``."""
+    _copy_csv(conn, table, columns, blocks)
+
+
+def frame_csv_blocks(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """``csv_blocks`` of a frame that may also hold timestamps (ISO 8601, to the microsecond) and Python
+    booleans in object columns (``t``/``f``): ~4x less CPU than ``to_csv``, and computable before the
+    transaction that COPYs it. Any other column ``csv_blocks`` cannot write falls back to ``to_csv``'s text."""
+    import numpy as np
+    import pandas as pd
+
+    texts = {}
+    for column in columns:
+        series = frame[column]
+        if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+            texts[column] = _iso_times(series)
+        elif series.dtype == object:
+            values = series.to_numpy()
+            first = next((v for v in values if v is not None), None)
+            if type(first) is bool and all(v is None or type(v) is bool for v in values):
+                texts[column] = pd.Series(np.where(values == True, "t", "f"), index=series.index,  # noqa: E712
+                                          dtype=object).where(series.notna(), None)
+    try:
+        return list(csv_blocks(frame.assign(**texts) if texts else frame, columns))
+    except TypeError:
+        buffer = io.StringIO()
+        frame[list(columns)].to_csv(buffer, index=False, header=False, na_rep=_NULL)
+        return [buffer.getvalue()] if len(frame) else []
+
+
+def _iso_times(series: pd.Series) -> pd.Series:
+    """Timestamps as ISO 8601 text to the microsecond (UTC with its offset when the column has a zone)."""
+    import numpy as np
+    import pandas as pd
+
+    zoned = isinstance(series.dtype, pd.DatetimeTZDtype)
+    values = (series.dt.tz_convert("UTC").dt.tz_localize(None) if zoned else series).to_numpy("datetime64[us]")
+    text = np.datetime_as_string(values, unit="us")
+    if zoned:
+        text = np.char.add(text, "+00:00")
+    return pd.Series(text, index=series.index, dtype=object).where(series.notna(), None)
+
+
 _NULL = "\\N"
 _CSV_SPECIAL = ('"', ",", "\n", "\r", "\\")  # a text holding one is quoted (a backslash: so that "\N" stays text)
 _SMALL_INTS: list = []

@@ -88,3 +88,37 @@ def test_plain_frames_refuse_columns_they_cannot_write_exactly():
         list(csv_blocks(mixed, ["value"]))
     blocks = list(csv_blocks(pd.DataFrame({"n": range(5)}), ["n"], rows=2))
     assert blocks == ["0\n1\n", "2\n3\n", "4\n"]
+
+
+def test_frame_csv_blocks_store_timestamps_and_booleans_as_to_csv_does(make_database):
+    """The responses' stage CSV, written ahead of its transaction: zoned and naive timestamps to the microsecond,
+    Python booleans in object columns, nullable integers and text read back as copy_frame's do."""
+    import pandas as pd
+
+    from smarketing_tasks.db import copy_csv_blocks, copy_frame, frame_csv_blocks
+
+    frame = pd.DataFrame({
+        "key": range(4),
+        "at": pd.to_datetime(["2026-11-22T00:00:00Z", "2025-01-01T23:59:59.123456+02:00", None, "1999-12-31T12:00Z"],
+                             format="ISO8601", utc=True),
+        "naive": pd.to_datetime(["2026-11-22 00:00:00.5", None, "2000-02-29 01:02:03", "2026-01-01"], format="ISO8601"),
+        "flag": pd.Series([True, False, None, True], dtype=object),
+        "stars": pd.array([5, None, 1, 3], dtype="Int64"),
+        "note": pd.Series(['a, "b"', None, "two\nlines", "plain"], dtype=object),
+    })
+    columns = list(frame.columns)
+    ddl = "(key bigint primary key, at timestamptz, naive timestamp, flag boolean, stars smallint, note text)"
+    engine = make_engine(make_database("stage_csv"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"create table by_pandas {ddl}")
+            conn.exec_driver_sql(f"create table by_blocks {ddl}")
+            copy_frame(conn, "by_pandas", frame, columns)
+            copy_csv_blocks(conn, "by_blocks", columns, frame_csv_blocks(frame, columns))
+            differ = conn.exec_driver_sql(
+                "select count(*) from ((table by_pandas except table by_blocks) union all "
+                "(table by_blocks except table by_pandas)) d").scalar()
+            stored = conn.exec_driver_sql("select count(*), count(at), count(flag) from by_blocks").one()
+    finally:
+        engine.dispose()
+    assert differ == 0 and tuple(stored) == (4, 3, 3)
