@@ -7,6 +7,8 @@ attributes each response to the ask that produced it (token first, else the late
 customer and order within ``attribution_window``), upserts it, and — for unsubscribes, hard bounces and
 complaints — writes the suppression at once, so the very next outreach planning honours it.
 The watermark moves after the last batch; reruns of any interval leave the tables as they were.
+While a batch's transaction runs, the next batch is read, checked and written as CSV in a thread
+(``_one_ahead``): the server's work and Python's overlap, the commits stay one per batch and in order.
 
 Reviews get their text signals (language-aware tone, the lukewarm rule, the best quote:
 ``smarketing.review_signals``) in the same transaction that loads them: this is the one place every new
