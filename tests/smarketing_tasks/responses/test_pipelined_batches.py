@@ -79,7 +79,7 @@ def test_the_next_batch_is_read_and_checked_while_the_one_before_loads(shop, war
 
     holder = threading.Thread(target=hold_lock)
     holder.start()
-    held.wait(10)
+    assert held.wait(30), "the test could not take the lock"
     try:
         result = ingest_responses(Watched(ResponseSqlSource(shop), asked), "reviews", warehouse, until=UNTIL,
                                   run_id="run-1", settings=SETTINGS, keys=[KEY])
