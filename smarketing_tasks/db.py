@@ -90,12 +90,12 @@ def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Se
     columns = list(columns or frame.columns)
     if frame.empty:
         return 0
-    _copy_csv(conn, table, columns, csv_blocks(frame, columns, exact=False))
+    copy_csv_blocks(conn, table, columns, csv_blocks(frame, columns, exact=False))
     return len(frame)
 
 
-def _copy_csv(conn: sa.Connection, table: str, columns: Sequence[str], chunks: Iterable[str]) -> None:
-    """COPY CSV text (NULL as ``\\N``) into the ``columns`` of ``table``, chunk by chunk."""
+def copy_csv_blocks(conn: sa.Connection, table: str, columns: Sequence[str], chunks: Iterable[str]) -> None:
+    """COPY CSV text (NULL as ``\\N``; ``csv_blocks``, maybe made ahead of the transaction) into ``columns``."""
     column_list = ", ".join(f'"{c}"' for c in columns)
     with raw_cursor(conn) as cur, cur.copy(
         f"copy {table} ({column_list}) from stdin with (format csv, null '\\N')"
@@ -113,7 +113,7 @@ def copy_plain_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, colum
     """
     if frame.empty:
         return 0
-    _copy_csv(conn, table, columns, csv_blocks(frame, columns))
+    copy_csv_blocks(conn, table, columns, csv_blocks(frame, columns))
     return len(frame)
 
 
@@ -143,12 +143,24 @@ def _any_cells(series: pd.Series, name: str) -> list[str]:
     except TypeError:
         pass
     missing = series.isna().to_numpy()
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind in "mM":
-        return _with_nulls(series.astype(str).tolist(), missing)  # vectorised; NaT's text is replaced
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+        return _with_nulls(_iso_times(series), missing)
     texts = [None if gone else str(value) for value, gone in zip(series.to_numpy(dtype=object).tolist(),
                                                                   missing.tolist(), strict=True)]
     return [_NULL if t is None else '"' + t.replace('"', '""') + '"' if any(c in t for c in _CSV_SPECIAL) else t
             for t in texts]
+
+
+def _iso_times(series: pd.Series) -> list[str]:
+    """Timestamps as ISO 8601 text to the microsecond (in UTC, with its offset, when the column has a zone):
+    a third of ``astype(str)``'s CPU. NaT's text is for the caller to replace."""
+    import numpy as np
+    import pandas as pd
+
+    zoned = isinstance(series.dtype, pd.DatetimeTZDtype)
+    values = (series.dt.tz_convert("UTC").dt.tz_localize(None) if zoned else series).to_numpy("datetime64[us]")
+    text = np.datetime_as_string(values, unit="us")
+    return (np.char.add(text, "+00:00") if zoned else text).tolist()
 
 
 def _csv_cells(series: pd.Series, name: str) -> list[str]:

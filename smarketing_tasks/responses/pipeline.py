@@ -7,6 +7,8 @@ attributes each response to the ask that produced it (token first, else the late
 customer and order within ``attribution_window``), upserts it, and — for unsubscribes, hard bounces and
 complaints — writes the suppression at once, so the very next outreach planning honours it.
 The watermark moves after the last batch; reruns of any interval leave the tables as they were.
+While a batch's transaction runs, the next batch is read, checked and written as CSV in a thread
+(``_one_ahead``): the server's work and Python's overlap, the commits stay one per batch and in order.
 
 Reviews get their text signals (language-aware tone, the lukewarm rule, the best quote:
 ``smarketing.review_signals``) in the same transaction that loads them: this is the one place every new
@@ -18,24 +20,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 
-from smarketing_tasks.db import copy_frame
+from smarketing_tasks.db import copy_csv_blocks, csv_blocks
 from smarketing_tasks.frame_rules import reject_frame
 from smarketing_tasks.ingest.pipeline import IngestResult, finish_run, quarantine_rows, read_watermark
 from smarketing_tasks.responses.settings import ResponsesSettings
-from smarketing_tasks.responses.validate import validate_responses
+from smarketing_tasks.responses.validate import CheckedBatch, validate_responses
 from smarketing_tasks.scoring.text_store import remember_text_signals
 from smarketing_tasks.sources.base import Source, Window
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from smarketing_tasks.marts.review_signals import SignalRules
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 REVIEW_KINDS = "('review_request', 'review_reminder')"
 SHARE_KINDS = "('share_ask', 'referral_ask')"
@@ -310,6 +317,48 @@ def _upsert(conn: sa.Connection, table: str, stage: str, columns: str, key: str,
 _LOADERS = {"reviews": _load_reviews, "social_posts": _load_posts, "email_events": _load_events}
 
 
+@dataclass
+class _Prepared:
+    checked: CheckedBatch
+    csv: list[str]
+    rejects: pd.DataFrame
+
+
+def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    return second if first.empty else pd.concat([first, second], ignore_index=True)
+
+
+def _one_ahead(items: Iterator[T], work: Callable[[T], R], *, ahead: bool = True) -> Iterator[R]:
+    """``work(item)`` for each item in order; with ``ahead``, the next item's work runs in a thread while the
+    caller handles this one (psycopg releases the GIL while the server works, so the two overlap).
+
+    Results come in order and an item's error is raised where it would have been without the thread: after
+    the caller handled every item before it. At most one item is worked on beyond the one handed out."""
+    if not ahead:
+        yield from (work(item) for item in items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+
+    def step():
+        item = next(items, done)
+        return done if item is done else work(item)
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="responses-prepare") as pool:
+            pending = pool.submit(step)
+            while (result := pending.result()) is not done:
+                pending = pool.submit(step)
+                yield result
+    finally:  # the thread is done with the source: release its connection now, not when collected
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 def ingest_responses(
     source: Source,
     dataset: str,
@@ -341,32 +390,46 @@ def ingest_responses(
 
     rows_read = rows_loaded = rows_quarantined = signals = 0
     high = watermark
-    for batch_no, frame in enumerate(source.read(dataset, window, settings.responses_batch_rows), start=1):
+    stage = f"stage_{dataset}"
+    columns = _STAGE_COLUMNS[dataset]
+
+    def prepare(frame: pd.DataFrame) -> _Prepared:
+        """The batch's Python work before its transaction: the rules, its CSV for COPY, its early rejects."""
         checked = validate_responses(dataset, frame, until, settings, keys)
-        stage = f"stage_{dataset}"
-        with warehouse.begin() as conn:
-            # Concurrent runs (a backfill beside the hourly run) take turns per dataset: upserts of the same
-            # rows in different orders could otherwise deadlock, and attribution reads what the other wrote.
-            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:lock))"), {"lock": f"smarketing_responses:{dataset}"})
-            conn.exec_driver_sql(f"create temporary table {stage} ({_STAGE[dataset]}) on commit drop")
-            clean = checked.clean
-            for column in _STAGE_COLUMNS[dataset]:
-                if column not in clean.columns:
-                    clean[column] = None
-            copy_frame(conn, stage, clean, _STAGE_COLUMNS[dataset])
-            conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
-            late, loaded = _LOADERS[dataset](conn, settings, source.name)
-            if dataset == "reviews":
-                signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage,
-                                                  processes=text_processes(settings))
-            rejects = reject_frame(dataset, checked.frame, checked.rejects + late)
-            rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
-            rows_loaded += loaded
-        rows_read += len(checked.frame)
-        if checked.max_change is not None and (high is None or checked.max_change > high):
-            high = checked.max_change
-        progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
-                 f"{rows_quarantined:,} quarantined" + (f", {signals:,} review signals computed" if signals else ""))
+        clean = checked.clean
+        for column in columns:
+            if column not in clean.columns:
+                clean[column] = None
+        csv = list(csv_blocks(clean, columns, exact=False))
+        return _Prepared(checked, csv, reject_frame(dataset, checked.frame, checked.rejects))
+
+    # Forking text pools beside a running thread could copy a lock it holds into the children: those run alone.
+    alone = settings.language_processes > 1 or text_processes(settings) > 1
+    batches = source.read(dataset, window, settings.responses_batch_rows)
+    with closing(_one_ahead(batches, prepare, ahead=not alone)) as prepared:
+        for batch_no, ready in enumerate(prepared, start=1):
+            checked = ready.checked
+            with warehouse.begin() as conn:
+                # Concurrent runs (a backfill beside the hourly run) take turns per dataset: upserts of the same
+                # rows in different orders could otherwise deadlock, and attribution reads what the other wrote.
+                conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:lock))"), {"lock": f"smarketing_responses:{dataset}"})
+                conn.exec_driver_sql(f"create temporary table {stage} ({_STAGE[dataset]}) on commit drop")
+                copy_csv_blocks(conn, stage, columns, ready.csv)
+                conn.exec_driver_sql(f"analyze {stage}")  # temporary tables get no autovacuum statistics
+                late, loaded = _LOADERS[dataset](conn, settings, source.name)
+                if dataset == "reviews":
+                    signals += refresh_review_signals(conn, signal_rules, review_ids_from=stage,
+                                                      processes=text_processes(settings))
+                rejects = ready.rejects
+                if late:
+                    rejects = _concat(rejects, reject_frame(dataset, checked.frame, late))
+                rows_quarantined += quarantine_rows(conn, dataset, source.name, rejects, run_id)
+                rows_loaded += loaded
+            rows_read += len(checked.frame)
+            if checked.max_change is not None and (high is None or checked.max_change > high):
+                high = checked.max_change
+            progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
+                     f"{rows_quarantined:,} quarantined" + (f", {signals:,} review signals computed" if signals else ""))
 
     result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
                           time.perf_counter() - started, high)

@@ -104,26 +104,28 @@ def test_copy_frame_stores_times_mixed_objects_and_every_text_as_given(make_data
     frame = pd.DataFrame({
         "key": np.arange(n),
         "body": pd.Series(texts, dtype="object"),
-        "at": pd.to_datetime(["2026-11-22T10:15:30.123456Z", None, "1997-01-01T00:00:00Z", "2026-03-29T01:30:00Z",
+        "at": pd.to_datetime(["2026-11-22T10:15:30.123456Z", None, "1997-01-01T00:00:00Z", "2026-03-29T03:30:00+02:00",
                               "2026-11-22T00:00:00Z", None, "2000-02-29T23:59:59Z", "2026-11-22T10:15:30Z"],
-                            format="ISO8601"),
-        "naive": pd.to_datetime(["2026-11-22 10:00", None, "1998-06-30 00:00", "2026-11-22 10:00", None,
+                            format="ISO8601", utc=True),
+        "naive": pd.to_datetime(["2026-11-22 10:00", None, "1998-06-30 00:00:00.5", "2026-11-22 10:00", None,
                                  "2026-01-01", "2026-01-01", "2026-01-01"], format="ISO8601"),
         "mixed": pd.Series(["x", 1, 2.5, None, True, date(2026, 11, 22), "y,z", np.nan], dtype="object"),
         "amount": pd.array([1.5, None, 0.1, 2.0, None, 3.25, 0.0, -1.0], dtype="Float64"),
+        "flag": pd.Series([True, False, None, True, False, None, True, True], dtype="object"),
     })
     engine = make_engine(make_database("copyframe"))
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("create table t (key bigint primary key, body text, at timestamptz, "
-                                 "naive timestamp, mixed text, amount numeric)")
+                                 "naive timestamp, mixed text, amount numeric, flag boolean)")
             assert copy_frame(conn, "t", frame) == n
-            rows = conn.exec_driver_sql("select body, at, naive, mixed, amount::text from t order by key").all()
+            rows = conn.exec_driver_sql("select body, at, naive, mixed, amount::text, flag from t order by key").all()
     finally:
         engine.dispose()
     assert [r.body for r in rows] == texts
     assert rows[0].at == datetime(2026, 11, 22, 10, 15, 30, 123456, tzinfo=UTC) and rows[1].at is None
     assert rows[3].at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
-    assert [r.naive for r in rows][:3] == [datetime(2026, 11, 22, 10), None, datetime(1998, 6, 30)]
+    assert [r.naive for r in rows][:3] == [datetime(2026, 11, 22, 10), None, datetime(1998, 6, 30, 0, 0, 0, 500000)]
     assert [r.mixed for r in rows] == ["x", "1", "2.5", None, "True", "2026-11-22", "y,z", None]
     assert [r.amount for r in rows] == ["1.5", None, "0.1", "2.0", None, "3.25", "0.0", "-1.0"]
+    assert [r.flag for r in rows] == [True, False, None, True, False, None, True, True]
