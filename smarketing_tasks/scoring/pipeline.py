@@ -497,22 +497,32 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
 
 def _rfm_cuts(conn: sa.Connection) -> tuple[tuple[float | None, ...], ...]:
     """Per RFM column, the smallest value in buckets 2..5 of ``least(5, 1 + floor(5 * percent_rank()))``:
-    ties share the lower bucket, 5 = best (latest order, most orders, most kept revenue)."""
-    row = conn.exec_driver_sql("""
-        with ranked as (
-            select last_order_us, orders_count, lifetime_value,
-                   least(5, 1 + floor(5 * percent_rank() over (order by last_order_us)))::int as r,
-                   least(5, 1 + floor(5 * percent_rank() over (order by orders_count)))::int as f,
-                   least(5, 1 + floor(5 * percent_rank() over (order by lifetime_value)))::int as m
-            from score_population)
-        select array[min(last_order_us) filter (where r >= 2), min(last_order_us) filter (where r >= 3),
-                     min(last_order_us) filter (where r >= 4), min(last_order_us) filter (where r >= 5)],
-               array[min(orders_count) filter (where f >= 2), min(orders_count) filter (where f >= 3),
-                     min(orders_count) filter (where f >= 4), min(orders_count) filter (where f >= 5)]::float8[],
-               array[min(lifetime_value) filter (where m >= 2), min(lifetime_value) filter (where m >= 3),
-                     min(lifetime_value) filter (where m >= 4), min(lifetime_value) filter (where m >= 5)]
-        from ranked""").one()
-    return tuple(tuple(None if v is None else float(v) for v in cuts) for cuts in row)
+    ties share the lower bucket, 5 = best (latest order, most orders, most kept revenue).
+
+    The three columns come over as three arrays (binary) and are ranked here: three window sorts in
+    PostgreSQL took ~2 s of server CPU at 600,000 buyers, the arrays and numpy's sorts ~0.5 s.
+    """
+    with raw_cursor(conn) as cur:
+        cur.execute("select array_agg(last_order_us), array_agg(orders_count)::float8[], array_agg(lifetime_value) "
+                    "from score_population", binary=True)
+        columns = cur.fetchone()
+    return tuple(quintile_cuts(np.array(values or [], dtype="float64")) for values in columns)
+
+
+def quintile_cuts(values: np.ndarray) -> tuple[float | None, ...]:
+    """The smallest value in buckets 2..5 of ``least(5, 1 + floor(5 * percent_rank() over (order by value)))``,
+    computed as PostgreSQL computes it (float8 arithmetic; NULL, given as NaN, sorts last and ranks as one
+    peer group; a bucket with only NULLs from its start has no cut point, None)."""
+    n = len(values)
+    ordered = np.sort(values)  # NaN last
+    below = np.searchsorted(ordered, ordered, side="left")  # rank - 1: peers share the rank of the first
+    percent = below / (n - 1) if n > 1 else np.zeros(n)  # percent_rank is 0 for a single row
+    bucket = np.minimum(5.0, 1.0 + np.floor(5 * percent))  # non-decreasing along ordered
+    cuts = []
+    for k in (2, 3, 4, 5):
+        first = int(np.searchsorted(bucket, k, side="left"))
+        cuts.append(None if first == n or np.isnan(ordered[first]) else float(ordered[first]))
+    return tuple(cuts)
 
 
 def _save_model(conn, score_date, as_of, settings, customers, buyers, model: ValueModel, notes: str) -> None:
