@@ -360,10 +360,9 @@ def score_customers(frame: pd.DataFrame, model: ValueModel, settings: ScoringSet
     plain = _silent_buyers(segment, level, post_negative, complaints, referrals, post_count, reviews, returned)
     best = (row_columns["rfm_r"] == 5) & (row_columns["rfm_f"] == 5) & (row_columns["rfm_m"] == 5)
     reasons = np.empty(len(frame), dtype=object)
-    reasons[plain] = [_silent_buyer_reasons(*values) for values in zip(*(
-        column[plain].tolist() for column in (row_columns["orders_count"], row_columns["lifetime_value"], best,
-                                              segment, returned, facts["recency"].to_numpy(), p_alive)),
-        strict=True)]
+    reasons[plain] = _silent_buyer_reasons(*(column[plain] for column in (
+        row_columns["orders_count"], row_columns["lifetime_value"], best, segment, returned,
+        facts["recency"].to_numpy(), p_alive)))
     rest = np.flatnonzero(~plain)
     if len(rest):
         rows = zip(*(row_columns[c][rest].tolist() for c in _ROW_FIELDS), strict=True)
@@ -399,21 +398,32 @@ def _silent_buyers(segment, level, post_negative, complaints, referrals, post_co
             & (reviews <= 1))
 
 
-def _silent_buyer_reasons(orders_count: int, lifetime_value: float, best: bool, segment: str, returned: bool,
-                          recency: float, p_alive: float) -> str:
-    """``explain`` for a customer with no feedback, post, complaint, referral or second review."""
-    reasons = ["returned their last order"] if returned else []
-    if orders_count:
-        reasons.append(f"1 order, {lifetime_value:,.0f} spent" if orders_count == 1
-                       else f"{orders_count} orders, {lifetime_value:,.0f} spent")
-        if segment == "at_risk" and not returned:
-            chance = "<1%" if p_alive < 0.01 else f"{p_alive:.0%}"
-            reasons.append(f"last order {int(recency)} days ago; {chance} chance still buying")
-        elif best:
-            reasons.append("among our best customers (RFM 5-5-5)")
-    if segment == "silent":
-        reasons.append("no review, post or referral yet" if orders_count else "no purchases or feedback yet")
-    return "; ".join(reasons)
+def _silent_buyer_reasons(orders: np.ndarray, lifetime_value: np.ndarray, best: np.ndarray, segment: np.ndarray,
+                          returned: np.ndarray, recency: np.ndarray, p_alive: np.ndarray) -> list[str]:
+    """``explain`` for customers with no feedback, post, complaint, referral or second review, column-wise:
+    each distinct order count and amount is worded once, the at-risk line only where it is said."""
+    bought = orders != 0
+    order_words = _each_distinct(orders, lambda n: "1 order" if n == 1 else f"{n} orders")
+    spent = _each_distinct(lifetime_value, lambda v: f"{v:,.0f}")
+    lapsed = bought & (segment == "at_risk") & ~returned
+    later = np.full(len(orders), None, dtype=object)
+    later[lapsed] = [f"last order {int(days)} days ago; {'<1%' if p < 0.01 else f'{p:.0%}'} chance still buying"
+                     for days, p in zip(recency[lapsed].tolist(), p_alive[lapsed].tolist(), strict=True)]
+    later[bought & ~lapsed & best] = "among our best customers (RFM 5-5-5)"
+    parts = (np.where(returned, "returned their last order", None),
+             np.where(bought, order_words + ", " + spent + " spent", None),
+             later,
+             np.where(segment == "silent", np.where(bought, "no review, post or referral yet",
+                                                    "no purchases or feedback yet"), None))
+    return ["; ".join(filter(None, said)) for said in zip(*parts, strict=True)]
+
+
+def _each_distinct(values: np.ndarray, word) -> np.ndarray:
+    """``word(value)`` for each value (as a Python int or float), computed once per distinct value."""
+    if values.dtype.kind == "f" and ((values == 0) & np.signbit(values)).any():  # -0.0 words as "-0", not "0"
+        return np.array([word(v) for v in values.tolist()], dtype=object)
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    return np.array([word(v) for v in distinct.tolist()], dtype=object)[codes]
 
 
 def _stars(value: float) -> str:
