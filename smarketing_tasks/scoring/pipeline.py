@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from smarketing_tasks.db import copy_plain_frame, raw_cursor
 from smarketing_tasks.scoring import clv
 from smarketing_tasks.scoring.score import (
+    SEGMENTS,
     ValueModel,
     days_to_time_boundary,
     follow_up_candidates,
@@ -773,10 +774,9 @@ def finalize(engine: sa.Engine, as_of: datetime, keep_inputs: bool = False) -> d
             raise RuntimeError(f"only {expected - missing:,} of {expected:,} customers scored for {score_date}: "
                                f"a partition is missing; rerun the score tasks")
         cuts, upserted = _follow_ups(conn, run, score_date, as_of)
-        segments = dict(conn.execute(sa.text(
-            "select segment, count(*) from smarketing.advocate_scores where score_date = :d group by 1 order by 1"),
-            {"d": score_date}).all())
-        counts = _base_counts(conn, run, score_date)
+        counts, today = _base_counts(conn, run, score_date)
+        # The date's segments from the same pass over its rows (segment is one of SEGMENTS, by its check).
+        segments = {s: today[f"segment_{s}"] for s in sorted(SEGMENTS) if today[f"segment_{s}"]}
         conn.execute(sa.text(
             "update smarketing.score_runs set rescored = :rescored, priority_cuts = :cuts, "
             + ", ".join(f"{c} = :{c}" for c in COUNT_COLUMNS) + " where score_date = :d"),
@@ -818,16 +818,17 @@ def _follow_ups(conn: sa.Connection, run, score_date: date, as_of: datetime) -> 
     return cuts, conn.execute(sa.text(sql), {**params, **{f"c{i + 1}": c for i, c in enumerate(cuts)}}).rowcount
 
 
-def _base_counts(conn: sa.Connection, run, score_date: date) -> dict[str, int]:
-    """Segment counts over every customer's current score after this run.
+def _base_counts(conn: sa.Connection, run, score_date: date) -> tuple[dict[str, int], dict[str, int]]:
+    """Segment counts over every customer's current score after this run, and over the date's own rows.
 
     A full run counts its own rows. An incremental run takes the previous run's counts and replaces, for the
     customers it rescored, their previous row (found through the primary key) by today's.
     """
     today = "(select * from smarketing.advocate_scores where score_date = :d) as t"
     now = conn.execute(sa.text(f"select {_counts('t')} from {today}"), {"d": score_date}).mappings().one()
+    own = {c: int(now[c]) for c in COUNT_COLUMNS}
     if run["mode"] == "full":
-        return {c: int(now[c]) for c in COUNT_COLUMNS}
+        return own, own
     previous = conn.execute(sa.text(
         "select " + ", ".join(COUNT_COLUMNS) + " from smarketing.score_runs where score_date < :d "
         "and customers_scored is not null order by score_date desc limit 1"), {"d": score_date}).mappings().first()
@@ -837,7 +838,7 @@ def _base_counts(conn: sa.Connection, run, score_date: date) -> dict[str, int]:
                             where p.customer_id = t.customer_id and p.score_date < :d
                             order by p.score_date desc limit 1) as prior"""), {"d": score_date}).mappings().one()
     base = previous or dict.fromkeys(COUNT_COLUMNS, 0)
-    return {c: int(base[c] or 0) + int(now[c]) - int(before[c]) for c in COUNT_COLUMNS}
+    return {c: int(base[c] or 0) + int(now[c]) - int(before[c]) for c in COUNT_COLUMNS}, own
 
 
 def run_all(engine: sa.Engine, as_of: datetime, settings: ScoringSettings, say=print, full: bool | None = None) -> dict:
