@@ -170,7 +170,11 @@ def _csv_cells(series: pd.Series, name: str) -> list[str]:
     dtype = series.dtype
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         values = series.to_numpy()
-        return _with_nulls(list(map(repr, values.tolist())), np.isnan(values))
+        if ((values == 0) & np.signbit(values)).any():  # factorize would merge -0.0 into 0.0
+            return _with_nulls(list(map(repr, values.tolist())), np.isnan(values))
+        # Scores, money and rounded estimates repeat a lot: each distinct value is formatted once.
+        codes, uniques = pd.factorize(values)
+        return np.array([*map(repr, uniques.tolist()), _NULL], dtype=object)[codes].tolist()  # code -1: NaN
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
         return _int_cells(series.to_numpy())
     if isinstance(dtype, np.dtype) and dtype.kind == "b":
@@ -183,10 +187,10 @@ def _csv_cells(series: pd.Series, name: str) -> list[str]:
         return _with_nulls(np.where(series.to_numpy(dtype=bool, na_value=False), "t", "f").tolist(), missing)
     if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
         texts = series.to_numpy(dtype=object, na_value=None).tolist()
-        present = [t for t in texts if t is not None]
-        if not all(isinstance(t, str) for t in present):
-            raise TypeError(f"column {name!r} holds values that are not text: use copy_frame")
-        joined = "".join(present)  # one scan in C says whether any text needs quotes
+        try:  # join takes text only: one scan in C checks the types and says whether any text needs quotes
+            joined = "".join([t for t in texts if t is not None])
+        except TypeError:
+            raise TypeError(f"column {name!r} holds values that are not text: use copy_frame") from None
         if any(special in joined for special in _CSV_SPECIAL):
             return ['"' + t.replace('"', '""') + '"' if t is not None else _NULL for t in texts]
         return [_NULL if t is None else t for t in texts]

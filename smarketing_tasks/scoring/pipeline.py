@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from smarketing_tasks.db import copy_plain_frame, raw_cursor
 from smarketing_tasks.scoring import clv
 from smarketing_tasks.scoring.score import (
+    SEGMENTS,
     ValueModel,
     days_to_time_boundary,
     follow_up_candidates,
@@ -497,22 +498,32 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
 
 def _rfm_cuts(conn: sa.Connection) -> tuple[tuple[float | None, ...], ...]:
     """Per RFM column, the smallest value in buckets 2..5 of ``least(5, 1 + floor(5 * percent_rank()))``:
-    ties share the lower bucket, 5 = best (latest order, most orders, most kept revenue)."""
-    row = conn.exec_driver_sql("""
-        with ranked as (
-            select last_order_us, orders_count, lifetime_value,
-                   least(5, 1 + floor(5 * percent_rank() over (order by last_order_us)))::int as r,
-                   least(5, 1 + floor(5 * percent_rank() over (order by orders_count)))::int as f,
-                   least(5, 1 + floor(5 * percent_rank() over (order by lifetime_value)))::int as m
-            from score_population)
-        select array[min(last_order_us) filter (where r >= 2), min(last_order_us) filter (where r >= 3),
-                     min(last_order_us) filter (where r >= 4), min(last_order_us) filter (where r >= 5)],
-               array[min(orders_count) filter (where f >= 2), min(orders_count) filter (where f >= 3),
-                     min(orders_count) filter (where f >= 4), min(orders_count) filter (where f >= 5)]::float8[],
-               array[min(lifetime_value) filter (where m >= 2), min(lifetime_value) filter (where m >= 3),
-                     min(lifetime_value) filter (where m >= 4), min(lifetime_value) filter (where m >= 5)]
-        from ranked""").one()
-    return tuple(tuple(None if v is None else float(v) for v in cuts) for cuts in row)
+    ties share the lower bucket, 5 = best (latest order, most orders, most kept revenue).
+
+    The three columns come over as three arrays (binary) and are ranked here: three window sorts in
+    PostgreSQL took ~2 s of server CPU at 600,000 buyers, the arrays and numpy's sorts ~0.5 s.
+    """
+    with raw_cursor(conn) as cur:
+        cur.execute("select array_agg(last_order_us), array_agg(orders_count)::float8[], array_agg(lifetime_value) "
+                    "from score_population", binary=True)
+        columns = cur.fetchone()
+    return tuple(quintile_cuts(np.array(values or [], dtype="float64")) for values in columns)
+
+
+def quintile_cuts(values: np.ndarray) -> tuple[float | None, ...]:
+    """The smallest value in buckets 2..5 of ``least(5, 1 + floor(5 * percent_rank() over (order by value)))``,
+    computed as PostgreSQL computes it (float8 arithmetic; NULL, given as NaN, sorts last and ranks as one
+    peer group; a bucket with only NULLs from its start has no cut point, None)."""
+    n = len(values)
+    ordered = np.sort(values)  # NaN last
+    below = np.searchsorted(ordered, ordered, side="left")  # rank - 1: peers share the rank of the first
+    percent = below / (n - 1) if n > 1 else np.zeros(n)  # percent_rank is 0 for a single row
+    bucket = np.minimum(5.0, 1.0 + np.floor(5 * percent))  # non-decreasing along ordered
+    cuts = []
+    for k in (2, 3, 4, 5):
+        first = int(np.searchsorted(bucket, k, side="left"))
+        cuts.append(None if first == n or np.isnan(ordered[first]) else float(ordered[first]))
+    return tuple(cuts)
 
 
 def _save_model(conn, score_date, as_of, settings, customers, buyers, model: ValueModel, notes: str) -> None:
@@ -763,10 +774,9 @@ def finalize(engine: sa.Engine, as_of: datetime, keep_inputs: bool = False) -> d
             raise RuntimeError(f"only {expected - missing:,} of {expected:,} customers scored for {score_date}: "
                                f"a partition is missing; rerun the score tasks")
         cuts, upserted = _follow_ups(conn, run, score_date, as_of)
-        segments = dict(conn.execute(sa.text(
-            "select segment, count(*) from smarketing.advocate_scores where score_date = :d group by 1 order by 1"),
-            {"d": score_date}).all())
-        counts = _base_counts(conn, run, score_date)
+        counts, today = _base_counts(conn, run, score_date)
+        # The date's segments from the same pass over its rows (segment is one of SEGMENTS, by its check).
+        segments = {s: today[f"segment_{s}"] for s in sorted(SEGMENTS) if today[f"segment_{s}"]}
         conn.execute(sa.text(
             "update smarketing.score_runs set rescored = :rescored, priority_cuts = :cuts, "
             + ", ".join(f"{c} = :{c}" for c in COUNT_COLUMNS) + " where score_date = :d"),
@@ -808,16 +818,17 @@ def _follow_ups(conn: sa.Connection, run, score_date: date, as_of: datetime) -> 
     return cuts, conn.execute(sa.text(sql), {**params, **{f"c{i + 1}": c for i, c in enumerate(cuts)}}).rowcount
 
 
-def _base_counts(conn: sa.Connection, run, score_date: date) -> dict[str, int]:
-    """Segment counts over every customer's current score after this run.
+def _base_counts(conn: sa.Connection, run, score_date: date) -> tuple[dict[str, int], dict[str, int]]:
+    """Segment counts over every customer's current score after this run, and over the date's own rows.
 
     A full run counts its own rows. An incremental run takes the previous run's counts and replaces, for the
     customers it rescored, their previous row (found through the primary key) by today's.
     """
     today = "(select * from smarketing.advocate_scores where score_date = :d) as t"
     now = conn.execute(sa.text(f"select {_counts('t')} from {today}"), {"d": score_date}).mappings().one()
+    own = {c: int(now[c]) for c in COUNT_COLUMNS}
     if run["mode"] == "full":
-        return {c: int(now[c]) for c in COUNT_COLUMNS}
+        return own, own
     previous = conn.execute(sa.text(
         "select " + ", ".join(COUNT_COLUMNS) + " from smarketing.score_runs where score_date < :d "
         "and customers_scored is not null order by score_date desc limit 1"), {"d": score_date}).mappings().first()
@@ -827,7 +838,7 @@ def _base_counts(conn: sa.Connection, run, score_date: date) -> dict[str, int]:
                             where p.customer_id = t.customer_id and p.score_date < :d
                             order by p.score_date desc limit 1) as prior"""), {"d": score_date}).mappings().one()
     base = previous or dict.fromkeys(COUNT_COLUMNS, 0)
-    return {c: int(base[c] or 0) + int(now[c]) - int(before[c]) for c in COUNT_COLUMNS}
+    return {c: int(base[c] or 0) + int(now[c]) - int(before[c]) for c in COUNT_COLUMNS}, own
 
 
 def run_all(engine: sa.Engine, as_of: datetime, settings: ScoringSettings, say=print, full: bool | None = None) -> dict:

@@ -140,13 +140,12 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
     known = list(languages) if languages is not None else [None] * len(texts)
     given_sentiments = list(sentiments) if sentiments is not None else [...] * len(texts)
-    nothing = ("und", False, float("nan"), False, 0)  # most customers wrote nothing: no key, no lookup
+    # Most customers wrote nothing: only the texts are looked at, the rest keep the columns' defaults.
+    present = [i for i, text in enumerate(texts) if text]
     cache: dict[tuple, tuple[str, bool, float, bool, int]] = {}
-    rows = []
-    for text, given, sentiment in zip(texts, known, given_sentiments, strict=True):
-        if not text:
-            rows.append(nothing)
-            continue
+    hits = []
+    for i in present:
+        text, given, sentiment = texts[i], known[i], given_sentiments[i]
         given = given if isinstance(given, str) and given else None
         if sentiment is not ... and sentiment is not None and sentiment != sentiment:
             sentiment = None  # NaN: not scored there
@@ -155,9 +154,15 @@ def analyse_texts(texts: Iterable[str | None], rules: TextRules = TextRules(),
         if hit is None:
             hit = _analyse_one(text.strip(), given, sentiment, rules)
             cache[key] = hit
-        rows.append(hit)
-    frame = pd.DataFrame(rows, columns=["language", "scored", "compound", "faint", "words"])
-    return frame.astype({"scored": "bool", "compound": "float64", "faint": "bool", "words": "int64"})
+        hits.append(hit)
+    n = len(texts)
+    columns = {"language": np.full(n, "und", dtype=object), "scored": np.zeros(n, bool),
+               "compound": np.full(n, np.nan), "faint": np.zeros(n, bool), "words": np.zeros(n, "int64")}
+    if hits:
+        for values, found in zip(columns.values(), zip(*hits, strict=True), strict=True):
+            values[present] = found
+    return pd.DataFrame(columns) if n else pd.DataFrame(
+        [], columns=list(columns)).astype({"scored": "bool", "compound": "float64", "faint": "bool", "words": "int64"})
 
 
 # What computed a stored text signal (smarketing.text_signals): change it when detection or VADER change,

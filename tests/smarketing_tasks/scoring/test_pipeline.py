@@ -272,3 +272,29 @@ def test_sql_prepare_reproduces_the_published_cdnow_fit(warehouse):
     scores = holdout.index.map(expected).to_numpy(dtype=float)
     assert not np.isnan(scores).any()
     assert cdnow_eval.auc(scores, holdout["holdout_purchases"].to_numpy() > 0) > 0.76
+
+
+# The cut points' definition in SQL, as they were computed in PostgreSQL before the ranking moved to numpy.
+_CUTS_BY_WINDOW = """
+    with ranked as (select v, least(5, 1 + floor(5 * percent_rank() over (order by v)))::int as b from cut_values)
+    select array[min(v) filter (where b >= 2), min(v) filter (where b >= 3), min(v) filter (where b >= 4),
+                 min(v) filter (where b >= 5)] from ranked"""
+
+
+def test_rfm_cut_points_are_the_cut_points_of_postgresql_percent_rank(warehouse):
+    """``quintile_cuts`` ranks as ``percent_rank()`` does: ties share the lower bucket, NULLs sort last as one
+    peer group, a single row ranks 0; checked against PostgreSQL on sizes around multiples of five."""
+    from smarketing_tasks.scoring.pipeline import quintile_cuts
+
+    rng = np.random.default_rng(7)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("create temp table cut_values (v float8)")
+        for n in (0, 1, 2, 3, 4, 5, 6, 10, 11, 16, 21, 99, 100, 101, 1000):
+            for spread, null_share in ((3, 0.0), (1000, 0.0), (5, 0.3), (1000, 0.9), (1, 1.0)):
+                values = rng.integers(0, spread, n) / 7
+                values[rng.random(n) < null_share] = np.nan
+                conn.exec_driver_sql("truncate cut_values")
+                conn.execute(sa.text("insert into cut_values select unnest(cast(:v as float8[]))"),
+                             {"v": [None if np.isnan(v) else float(v) for v in values]})
+                expected = tuple(conn.exec_driver_sql(_CUTS_BY_WINDOW).scalar())
+                assert quintile_cuts(values) == expected, (n, spread, null_share)

@@ -161,3 +161,33 @@ def test_silent_buyers_get_the_reasons_explain_gives(monkeypatch):
     reasons = fast.set_index("customer_id")["reasons"]
     assert reasons["one"] == "1 order, 50 spent; no review, post or referral yet"
     assert reasons["none"] == "no purchases or feedback yet"
+
+
+def test_buyers_with_nothing_but_orders_get_the_reasons_explain_gives(monkeypatch):
+    """The shortcut covers at-risk and promising buyers with nothing but orders to tell too (returned last
+    orders, a near-zero chance of buying, 5-5-5 customers, a customer with no orders but a returned flag)."""
+    from smarketing_tasks.scoring import score
+
+    lapsed = {**BUYER, "orders_count": 4, "lifetime_value": 1234.5, "recency_days": 300.7, "x": 3, "t_x_days": 60.0,
+              "T_days": 360.0, "mean_repeat_value": 70.0, "rfm_r": 1, "rfm_f": 5, "rfm_m": 4}
+    quiet = [{**lapsed, "customer_id": "lapsed"},
+             {**lapsed, "customer_id": "long_gone", "recency_days": 2000.2, "T_days": 2100.0},
+             {**lapsed, "customer_id": "returned", "last_order_returned": True},
+             {**BUYER, "customer_id": "returned_once", "last_order_returned": True},
+             {**BUYER, "customer_id": "regular", "orders_count": 3, "lifetime_value": 99999.5, "x": 2,
+              "t_x_days": 9.0, "rfm_r": 5, "rfm_f": 5, "rfm_m": 5},
+             {**BUYER, "customer_id": "regular_not_best", "orders_count": 2, "x": 1, "t_x_days": 9.0},
+             {**BUYER, "customer_id": "rated_nothing", "reviews_count": 1},
+             {"customer_id": "no_orders_returned", "orders_count": 0, "lifetime_value": 0.0,
+              "last_order_returned": True}]
+    frame = pd.concat([_customers(), pd.DataFrame(quiet)], ignore_index=True)
+    frame["last_order_returned"] = frame["last_order_returned"].fillna(False).astype(bool)
+    fast = score_customers(frame, MODEL, ScoringSettings())
+    quiet_ids = [row["customer_id"] for row in quiet]
+    assert {"at_risk", "promising"} <= set(fast.set_index("customer_id").loc[quiet_ids, "segment"])
+    monkeypatch.setattr(score, "_silent_buyers", lambda segment, *_: np.zeros(len(segment), bool))
+    slow = score_customers(frame, MODEL, ScoringSettings())
+    pd.testing.assert_frame_equal(fast, slow)
+    reasons = fast.set_index("customer_id")["reasons"]
+    assert reasons["returned"] == "returned their last order; 4 orders, 1,234 spent"
+    assert "chance still buying" in reasons["lapsed"]
