@@ -471,8 +471,10 @@ def fit_value_model(conn: sa.Connection, score_date: date, settings: ScoringSett
                 bgnbd = None
     else:
         notes.append(f"{buyers} buyers / {repeaters} repeat buyers: too few for BG/NBD; recent-rate fallback")
+    # Averaged as numeric: a float8 sum depends on the order the input builders wrote the rows in.
     count, mean_value = conn.execute(sa.text(
-        "select count(*), avg(mean_repeat_value) from score_population where x > 0 and mean_repeat_value > 0")).one()
+        "select count(*), avg(mean_repeat_value::numeric) from score_population "
+        "where x > 0 and mean_repeat_value > 0")).one()
     population_mean = conn.execute(sa.text(
         "select avg(lifetime_value / greatest(orders_count, 1)) from score_population")).scalar()
     population_mean = float(mean_value or population_mean or 0.0)
