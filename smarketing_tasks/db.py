@@ -169,12 +169,10 @@ def _csv_cells(series: pd.Series, name: str) -> list[str]:
 
     dtype = series.dtype
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        from smarketing_tasks.values import each_distinct
+
         values = series.to_numpy()
-        if ((values == 0) & np.signbit(values)).any():  # factorize would merge -0.0 into 0.0
-            return _with_nulls(list(map(repr, values.tolist())), np.isnan(values))
-        # Scores, money and rounded estimates repeat a lot: each distinct value is formatted once.
-        codes, uniques = pd.factorize(values)
-        return np.array([*map(repr, uniques.tolist()), _NULL], dtype=object)[codes].tolist()  # code -1: NaN
+        return np.where(np.isnan(values), _NULL, each_distinct(values, repr)).tolist()
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
         return _int_cells(series.to_numpy())
     if isinstance(dtype, np.dtype) and dtype.kind == "b":

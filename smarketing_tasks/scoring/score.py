@@ -22,6 +22,7 @@ import pandas as pd
 from smarketing_tasks.scoring import clv
 from smarketing_tasks.scoring.settings import ScoringSettings
 from smarketing_tasks.scoring.text import analyse_texts, excerpt
+from smarketing_tasks.values import each_distinct
 
 SEGMENTS = ("champion", "advocate", "promising", "lukewarm", "at_risk", "detractor", "silent")
 FOLLOW_UP_SEGMENTS = {"lukewarm": "customer_success", "at_risk": "sales", "detractor": "support"}
@@ -403,8 +404,8 @@ def _silent_buyer_reasons(orders: np.ndarray, lifetime_value: np.ndarray, best: 
     """``explain`` for customers with no feedback, post, complaint, referral or second review, column-wise:
     each distinct order count and amount is worded once, the at-risk line only where it is said."""
     bought = orders != 0
-    order_words = _each_distinct(orders, lambda n: "1 order" if n == 1 else f"{n} orders")
-    spent = _each_distinct(lifetime_value, lambda v: f"{v:,.0f}")
+    order_words = each_distinct(orders, lambda n: "1 order" if n == 1 else f"{n} orders")
+    spent = each_distinct(lifetime_value, lambda v: f"{v:,.0f}")
     lapsed = bought & (segment == "at_risk") & ~returned
     later = np.full(len(orders), None, dtype=object)
     later[lapsed] = [f"last order {int(days)} days ago; {'<1%' if p < 0.01 else f'{p:.0%}'} chance still buying"
@@ -416,14 +417,6 @@ def _silent_buyer_reasons(orders: np.ndarray, lifetime_value: np.ndarray, best: 
              np.where(segment == "silent", np.where(bought, "no review, post or referral yet",
                                                     "no purchases or feedback yet"), None))
     return ["; ".join(filter(None, said)) for said in zip(*parts, strict=True)]
-
-
-def _each_distinct(values: np.ndarray, word) -> np.ndarray:
-    """``word(value)`` for each value (as a Python int or float), computed once per distinct value."""
-    if values.dtype.kind == "f" and ((values == 0) & np.signbit(values)).any():  # -0.0 words as "-0", not "0"
-        return np.array([word(v) for v in values.tolist()], dtype=object)
-    codes, distinct = pd.factorize(values, use_na_sentinel=False)
-    return np.array([word(v) for v in distinct.tolist()], dtype=object)[codes]
 
 
 def _stars(value: float) -> str:
