@@ -145,10 +145,8 @@ def _any_cells(series: pd.Series, name: str) -> list[str]:
     missing = series.isna().to_numpy()
     if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
         return _with_nulls(_iso_times(series), missing)
-    texts = [None if gone else str(value) for value, gone in zip(series.to_numpy(dtype=object).tolist(),
-                                                                  missing.tolist(), strict=True)]
-    return [_NULL if t is None else '"' + t.replace('"', '""') + '"' if any(c in t for c in _CSV_SPECIAL) else t
-            for t in texts]
+    return _text_cells([None if gone else str(value) for value, gone in zip(series.to_numpy(dtype=object).tolist(),
+                                                                         missing.tolist(), strict=True)])
 
 
 def _iso_times(series: pd.Series) -> list[str]:
@@ -184,15 +182,19 @@ def _csv_cells(series: pd.Series, name: str) -> list[str]:
         missing = series.isna().to_numpy()
         return _with_nulls(np.where(series.to_numpy(dtype=bool, na_value=False), "t", "f").tolist(), missing)
     if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
-        texts = series.to_numpy(dtype=object, na_value=None).tolist()
-        try:  # join takes text only: one scan in C checks the types and says whether any text needs quotes
-            joined = "".join([t for t in texts if t is not None])
+        try:  # its join takes text only: the one scan in C also checks the types
+            return _text_cells(series.to_numpy(dtype=object, na_value=None).tolist())
         except TypeError:
             raise TypeError(f"column {name!r} holds values that are not text: use copy_frame") from None
-        if any(special in joined for special in _CSV_SPECIAL):
-            return ['"' + t.replace('"', '""') + '"' if t is not None else _NULL for t in texts]
-        return [_NULL if t is None else t for t in texts]
     raise TypeError(f"column {name!r} of type {dtype} has no plain CSV form: use copy_frame")
+
+
+def _text_cells(texts: list[str | None]) -> list[str]:
+    """CSV cells of texts (None: NULL); one scan of their joined text says whether any needs quotes."""
+    joined = "".join([t for t in texts if t is not None])
+    if any(special in joined for special in _CSV_SPECIAL):
+        return ['"' + t.replace('"', '""') + '"' if t is not None else _NULL for t in texts]
+    return [_NULL if t is None else t for t in texts]
 
 
 def _int_cells(values) -> list[str]:
