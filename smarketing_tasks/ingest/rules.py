@@ -25,6 +25,8 @@ FALSE_WORDS = ("f", "false", "0", "no", "n")
 AMOUNT_LIMIT = "1e12"
 UPPER_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+# Free-text contact and place columns of customers, stored trimmed and with blank as null.
+TRIMMED_CUSTOMER_COLUMNS = ("first_name", "phone", "country", "time_zone")
 TIMESTAMP_COLUMNS = {
     "customers": ("created_at", "updated_at"),
     "orders": ("ordered_at", "shipped_at", "delivered_at", "updated_at"),
@@ -134,6 +136,10 @@ def typed_columns(dataset: str, safe: bool = True,
             columns[column] = ("text", f"l.{column}")
     if dataset == "customers":
         columns["email"] = ("text", f"nullif(lower({_trimmed('email')}), '')")
+        # Stored as people meant them: "+44 20 7946 0000 " or "GB\n" from a spreadsheet export is the
+        # number or country without its whitespace (so the audit's patterns can refuse any), "" is none.
+        for column in TRIMMED_CUSTOMER_COLUMNS:
+            columns[column] = ("text", f"nullif({_trimmed(column)}, '')")
         for flag in ("accepts_marketing", "accepts_sms"):
             columns[flag] = ("boolean", f"coalesce(lower({_trimmed(flag)}) in {_words(TRUE_WORDS)}, false)")
         for flag in ("accepts_marketing", "accepts_sms"):  # checked once here, not again in the rule
@@ -197,7 +203,7 @@ def _customer_rules() -> list[Rule]:
     return [
         Rule("malformed_email", f"t.email !~ {_text('^(?:' + EMAIL_PATTERN + ')$')}",
              f"'email is not a well-formed address: ' || {_quoted('email')}"),
-        Rule("unknown_time_zone", "l.time_zone is not null and not (l.time_zone in (select name from known_zones))",
+        Rule("unknown_time_zone", "t.time_zone is not null and not (t.time_zone in (select name from known_zones))",
              f"'time_zone is not an IANA zone name: ' || {_quoted('time_zone')}"),
         *(Rule(f"bad_boolean_{flag}", f"l.{flag} is not null and not t.{flag}_is_word",
                f"'{flag} is not true/false: ' || {_quoted(flag)}")

@@ -512,3 +512,25 @@ def test_a_shop_that_keeps_times_as_text_gets_every_shape_check(shop, warehouse)
     assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
     with warehouse.connect() as conn:
         assert conn.execute(sa.text("select rule from smarketing.quarantine")).scalar() == "bad_timestamp_ordered_at"
+
+
+def test_contact_and_place_columns_are_stored_trimmed_and_blank_as_null(shop, warehouse):
+    """A spreadsheet export pads values and ends cells with newlines: the customer is kept, with the
+    values people meant (so the audit's patterns, which allow nothing after a value, pass them)."""
+    with shop.begin() as conn:
+        conn.execute(sa.text(
+            "insert into shop.customers (customer_id, email, first_name, phone, country, time_zone, "
+            "accepts_marketing, updated_at) values "
+            "('C1', ' c1@example.com ', ' Ann ', ' +44 20 7946 0000\n', 'GB\n', ' Europe/London ', true, :t), "
+            "('C2', 'c2@example.com', '', '   ', ' ', '\t', true, :t)"), {"t": T0})
+    ingest_dataset(ReferenceSqlSource(shop), "customers", warehouse, until=T0 + timedelta(hours=1), run_id="r1")
+    with warehouse.connect() as conn:
+        stored = conn.execute(sa.text(
+            "select c.customer_id, k.email, k.first_name, k.phone, c.country, c.time_zone "
+            "from smarketing.customers c join smarketing.customer_contacts k using (customer_id) order by 1")).all()
+        quarantined = conn.execute(sa.text("select count(*) from smarketing.quarantine")).scalar()
+    assert [tuple(row) for row in stored] == [
+        ("C1", "c1@example.com", "Ann", "+44 20 7946 0000", "GB", "Europe/London"),
+        ("C2", "c2@example.com", None, None, None, None),
+    ]
+    assert quarantined == 0
