@@ -1,4 +1,5 @@
-"""The whole-loop bench's incremental mode: the shop replayed day by day, and a day's run timed on a tiny shop.
+"""The whole-loop bench: its written floor, and its incremental mode (the shop replayed day by day, and a
+day's run timed on a tiny shop).
 
 Figures are not asserted (speed targets live in docs/benchmarks); what the mode reads and runs is.
 """
@@ -12,7 +13,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from smarketing_tasks.benchmark import day_table, run_incremental_bench, shop_as_of
+from smarketing_tasks.benchmark import (
+    STAGE_WRITES,
+    day_table,
+    run_incremental_bench,
+    shop_as_of,
+    written_copy,
+    written_floor,
+)
 from smarketing_tasks.demo_shop import ShopSpec, generate, generate_responses
 
 END = datetime(2026, 11, 22, tzinfo=UTC)
@@ -115,3 +123,46 @@ def test_incremental_bench_times_the_first_day_and_the_last_with_the_rest_loaded
     table = day_table(figures, days)
     assert all(f"| {stage} |" in table for stage in STAGES_RUN) and f"day-{days} s" in table
     assert any("history loaded" in line for line in said)
+
+
+def _keys_and_indexes(conn: sa.Connection, table: str) -> tuple[list[str], list[str]]:
+    """The definitions of a table's constraints and indexes, with the table's own name taken out."""
+    name = table.split(".")[1]
+    constraints = conn.execute(sa.text("select pg_get_constraintdef(oid) from pg_constraint "
+                                       "where conrelid = cast(:t as regclass) order by 1"), {"t": table}).scalars()
+    indexes = conn.execute(sa.text("select regexp_replace(pg_get_indexdef(indexrelid), '^.* USING ', '') "
+                                   "from pg_index where indrelid = cast(:t as regclass) order by 1"), {"t": table})
+    return [c.replace(name, "T") for c in constraints], [i.replace(name, "T") for (i,) in indexes]
+
+
+@pytest.mark.integration
+def test_the_written_floor_copies_into_tables_with_every_index_and_key_each_stage_writes(warehouse_url, warehouse):
+    """Each table named exists (the floor skips a missing one, so a renamed table would shrink it silently),
+    its copy ends with the same indexes, checks, keys and foreign keys, and the floor leaves no copy behind."""
+    import psycopg
+
+    from smarketing_tasks.db import libpq_url
+    from smarketing_tasks.marts.publish import publish_marts
+
+    publish_marts(warehouse, END)  # the marts' tables exist from their first publish on
+    tables = [t for written in STAGE_WRITES.values() for t in written]
+    with warehouse.connect() as conn:
+        missing = [t for t in tables if conn.execute(sa.text("select to_regclass(:t)"), {"t": t}).scalar() is None]
+    assert missing == []
+
+    with psycopg.connect(libpq_url(warehouse_url), autocommit=True) as raw:
+        copies = {table: written_copy(raw, table)[0] for table in tables}
+    with warehouse.connect() as conn:
+        differ = {t: (_keys_and_indexes(conn, t), _keys_and_indexes(conn, copy)) for t, copy in copies.items()}
+    differ = {t: pair for t, pair in differ.items() if pair[0] != pair[1]}
+    assert differ == {}
+    with warehouse.connect() as conn:
+        keys = conn.execute(sa.text("select count(*) from pg_constraint where contype = 'f' "
+                                    "and conrelid = 'smarketing.floor_written_review_signals'::regclass")).scalar()
+    assert keys == 1  # the foreign key to reviews came along
+
+    assert written_floor(warehouse_url, tuple(tables)) > 0
+    with warehouse.connect() as conn:
+        left = conn.execute(sa.text("select count(*) from pg_class where relname like 'floor_written_%' "
+                                    "and relkind = 'r'")).scalar()
+    assert left == 0
