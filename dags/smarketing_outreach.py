@@ -5,9 +5,9 @@ Runs when `smarketing_ingest` announces new purchases (Asset `smarketing://purch
 hour, so that reminders and delayed asks go out on time without new purchases.
 
 1. **plan** writes every due ask into the outbox `smarketing.outreach_messages` (set-based SQL), one
-   row per idempotency key `customer:order:kind:step`, `planned` or `skipped` with the reason:
-   suppression, consent, contact, returned/cancelled order, already reviewed, cooldown (120 days),
-   global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores. A normal run
+   row per idempotency key `customer:order:kind:step` (ids percent-escaped, so no two asks share one),
+   `planned` or `skipped` with the reason: suppression, consent, contact, returned/cancelled order, already
+   reviewed, cooldown (120 days), global cap (3 per 30 days). Review asks are never gated by ratings, sentiment or scores. A normal run
    reads only the asks due and the orders loaded since the last planning run (docs/operations.md).
 2. **send** (one mapped task per channel, or per channel and shard with `SMARKETING_SEND_SHARDS`: email
    over the `smarketing_smtp` connection, SMS over the webhook) claims due messages with `FOR UPDATE SKIP LOCKED`, re-checks suppression and reviews,

@@ -19,12 +19,24 @@ CLOSED_STATUSES = frozenset({"returned", "cancelled"})
 KINDS = ("review_request", "review_reminder", "share_ask", "referral_ask", "thank_you")
 
 
+def _key_part(value: str) -> str:
+    """An id as a key component: ``%`` and ``:`` percent-escaped (``%`` first), so no component holds a ``:``."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
 def idempotency_key(customer_id: str, order_id: str | None, kind: str, step: int) -> str:
-    return f"{customer_id}:{order_id or '-'}:{kind}:{step}"
+    """Interface: ``customer:order:kind:step``, ``-`` for no order, ids percent-escaped (an order id that is
+    exactly ``-`` becomes ``%2D``), so two asks never share a key; ids without ``%``, ``:`` or a lone ``-`` are
+    as they are. The planner's SQL (``smarketing.outreach_key``, migration 0026) computes the same."""
+    order = "-" if order_id is None else "%2D" if order_id == "-" else _key_part(order_id)
+    return f"{_key_part(customer_id)}:{order}:{kind}:{step}"
 
 
 def message_id_for(key: str) -> str:
-    """Interface: the first 32 hex characters of sha256(idempotency_key); also the Message-ID's local part."""
+    """Interface: the first 32 hex characters of sha256(idempotency_key); also the Message-ID's local part.
+
+    Set when a message is planned and never changed: rows planned before migration 0026 escaped the key keep
+    the id of their old key, and a new ask whose id is taken by such a row gets sha256(key + "#") instead."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 

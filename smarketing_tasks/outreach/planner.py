@@ -3,8 +3,8 @@
 Every ask whose moment has come becomes a row, either ``planned`` or ``skipped`` with the reason
 in words, so that marketers see who was not asked and why. Rules apply in a fixed order (the first
 that applies is the reason): suppression, consent, contact address, closed order, already reviewed,
-cooldown, global cap. The idempotency key (customer, order, kind, step) makes a rerun or a backfill
-plan nothing twice. The public-review ask reads nothing derived from ratings, sentiment or scores.
+cooldown, global cap. The idempotency key (customer, order, kind, step; ids percent-escaped so that no two
+asks share one) makes a rerun or a backfill plan nothing twice. The public-review ask reads nothing derived from ratings, sentiment or scores.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _candidates_insert(select_sql: str, extra_skips: str) -> str:
     return f"""
 insert into outreach_candidates (idempotency_key, customer_id, order_id, kind, step, channel, due_at,
                                  consent_basis, skip_reason, time_zone, incentive_offered)
-select x.customer_id || ':' || coalesce(x.order_id, '-') || ':' || x.kind || ':' || x.step,
+select smarketing.outreach_key(x.customer_id, x.order_id, x.kind, x.step),
        x.customer_id, x.order_id, x.kind, x.step, x.channel, x.due_at, x.consent,
        case {_COMMON_SKIPS} {extra_skips} end,
        x.tz, x.kind in ('review_request', 'review_reminder') and :incentive <> ''
@@ -336,7 +336,7 @@ with written as (
 insert into smarketing.outreach_messages (
     message_id, idempotency_key, customer_id, order_id, kind, step, channel, template_variant, consent_basis,
     status, status_reason, due_at, expires_at, planned_at, planned_run_id, incentive_offered, recipient_time_zone)
-select left(encode(d.digest, 'hex'), 32), k.idempotency_key,
+select left(encode(d.message_digest, 'hex'), 32), k.idempotency_key,
        k.customer_id, k.order_id, k.kind, k.step, k.channel,
        (cast(:variants as jsonb) -> k.kind) ->> (get_byte(d.digest, 0)
                                                  % jsonb_array_length(cast(:variants as jsonb) -> k.kind)),
@@ -345,7 +345,14 @@ select left(encode(d.digest, 'hex'), 32), k.idempotency_key,
        k.due_at, k.due_at + make_interval(days => :request_ttl), :as_of, :run_id,
        k.incentive_offered, k.time_zone
 from outreach_candidates k
-cross join lateral (select sha256(convert_to(k.idempotency_key, 'UTF8')) as digest) d
+cross join lateral (select sha256(convert_to(k.idempotency_key, 'UTF8')) as digest) h
+-- A row planned before migration 0026 kept the message id of its old key, which may be this key (its ids held a
+-- `%`, or its order was `-`): then sha256(key + '#'), no key's hash. Other keys never meet one (no probe).
+cross join lateral (select case when k.order_id is not null and strpos(k.idempotency_key, '%') = 0 then h.digest
+                                 when exists (select 1 from smarketing.outreach_messages m
+                                              where m.message_id = left(encode(h.digest, 'hex'), 32))
+                                 then sha256(convert_to(k.idempotency_key || '#', 'UTF8'))
+                                 else h.digest end as message_digest, h.digest) d
 on conflict (idempotency_key) do nothing
 returning kind, status, coalesce(status_reason, '') as reason, customer_id
 )

@@ -82,3 +82,48 @@ def test_badly_named_migration_is_rejected(tmp_path):
     (tmp_path / "1_first.sql").write_text("select 1;")
     with pytest.raises(ValueError, match="NNNN_snake_case"):
         discover(tmp_path)
+
+
+def test_0026_rewrites_the_keys_of_rows_whose_ids_need_escaping_and_keeps_their_message_ids(make_database, tmp_path):
+    """Rows planned under the old ``customer:order:kind:step`` get the escaped key from their own columns; their
+    message id (the Message-ID of what went out, named by links and responses) stays; other rows do not change."""
+    import shutil
+
+    from smarketing_tasks.migrations import MIGRATIONS_DIR
+    from smarketing_tasks.outreach.eligibility import idempotency_key, message_id_for
+
+    for migration in discover():
+        if migration.version < 26:
+            shutil.copy(migration.path, tmp_path / migration.path.name)
+    engine = make_engine(make_database("mig"))
+    migrate(engine, tmp_path)
+    # (customer, order, status); the first row's new key is the second row's old key, so the rewrite must not
+    # check uniqueness halfway
+    rows = [("a:b", "o", "sent"), ("a%3Ab", "o", "planned"), ("c", "-", "skipped"), ("d", "e:f", "planned"),
+            ("plain", "o1", "sent"), ("", "o2", "planned")]
+    with engine.begin() as conn:
+        for customer, order, status in rows:
+            old_key = f"{customer}:{order}:review_request:1"
+            conn.execute(sa.text(
+                "insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind,"
+                " step, channel, template_variant, consent_basis, status, due_at, expires_at, planned_at)"
+                " values (:m, :k, :c, :o, 'review_request', 1, 'email', 'B', 'marketing_consent', :st,"
+                " '2026-11-01', '2026-11-08', '2026-11-01')"),
+                {"m": message_id_for(old_key), "k": old_key, "c": customer, "o": order, "st": status})
+        before = {r.message_id: dict(r._mapping) for r in conn.execute(sa.text(
+            "select * from smarketing.outreach_messages"))}
+
+    assert migrate(engine, MIGRATIONS_DIR) == [m.path.name for m in discover() if m.version >= 26]
+    with engine.connect() as conn:
+        after = {r.message_id: dict(r._mapping) for r in conn.execute(sa.text(
+            "select * from smarketing.outreach_messages"))}
+    assert after.keys() == before.keys()
+    for message_id, row in after.items():
+        assert row["idempotency_key"] == idempotency_key(row["customer_id"], row["order_id"], row["kind"], row["step"])
+        assert row | {"idempotency_key": None} == before[message_id] | {"idempotency_key": None}
+    by_customer = {row["customer_id"]: row["idempotency_key"] for row in after.values()}
+    assert by_customer == {"a:b": "a%3Ab:o:review_request:1", "a%3Ab": "a%253Ab:o:review_request:1",
+                           "c": "c:%2D:review_request:1", "d": "d:e%3Af:review_request:1",
+                           "plain": "plain:o1:review_request:1", "": ":o2:review_request:1"}
+    assert after[message_id_for("plain:o1:review_request:1")] == before[message_id_for("plain:o1:review_request:1")]
+    engine.dispose()

@@ -107,3 +107,24 @@ def test_ids_and_variants_are_stable():
     assert message_id_for(key) == message_id_for(key) and len(message_id_for(key)) == 32
     assert variant_for(key, ["B", "A"]) == variant_for(key, ["A", "B"])
     assert {variant_for(f"c{i}:o:review_request:1", ["A", "B"]) for i in range(50)} == {"A", "B"}
+
+
+def test_keys_of_ids_that_need_no_escaping_are_the_old_customer_order_kind_step():
+    """Ids without ``%``, ``:`` or a lone ``-`` keep the key (so the Message-ID and variant) planned before 0026."""
+    for customer, order in (("c1", "o1"), ("C 7", "O-7-1"), ("ünï", "ö--"), ("c1", ""), ("-", "o")):
+        assert idempotency_key(customer, order, "review_request", 1) == f"{customer}:{order}:review_request:1"
+    assert idempotency_key("c1", None, "share_ask", 1) == "c1:-:share_ask:1"
+
+
+def test_ids_holding_colons_percent_signs_or_a_lone_dash_never_share_a_key():
+    assert idempotency_key("a:b", "c", "review_request", 1) == "a%3Ab:c:review_request:1"
+    assert idempotency_key("a", "b:c", "review_request", 1) == "a:b%3Ac:review_request:1"
+    assert idempotency_key("a%3Ab", "c", "review_request", 1) == "a%253Ab:c:review_request:1"
+    assert idempotency_key("c1", "-", "share_ask", 1) == "c1:%2D:share_ask:1"
+    assert idempotency_key("c1", "%2D", "share_ask", 1) == "c1:%252D:share_ask:1"
+    asks = [("a:b", "c"), ("a", "b:c"), ("a%3Ab", "c"), ("a", "b%3Ac"), ("a:b:c", None), ("a:b:c", "-"),
+            ("a", "b:c:-"), ("c1", None), ("c1", "-"), ("c1", "%2D"), ("c1", "%252D"), ("c1", ""), ("", "c1"),
+            ("c1:", ""), ("c1", ":"), ("%", "%"), ("%25", "%25"), (":", ":"), ("%3A", "%3A")]
+    keys = {idempotency_key(c, o, "review_request", 1) for c, o in asks}
+    assert len(keys) == len(asks)
+    assert all(key.count(":") == 3 for key in keys)

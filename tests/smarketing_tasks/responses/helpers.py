@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from smarketing_tasks.outreach import eligibility
 from smarketing_tasks.tokens import Purpose, sign
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -15,8 +15,7 @@ KEY = b"responses-test-key"
 
 def message_id_for(customer_id: str, order_id: str | None, kind: str, step: int = 1) -> str:
     """The outbox contract: first 32 hex chars of sha256 of the idempotency key."""
-    key = f"{customer_id}:{order_id or '-'}:{kind}:{step}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    return eligibility.message_id_for(eligibility.idempotency_key(customer_id, order_id, kind, step))
 
 
 def add_customer(conn, customer_id: str, email: str | None = None, phone: str | None = None,
@@ -50,8 +49,9 @@ def add_sent_message(conn, customer_id: str, order_id: str | None, kind: str, se
         "insert into smarketing.outreach_messages (message_id, idempotency_key, customer_id, order_id, kind, step, "
         "channel, template_variant, consent_basis, status, due_at, expires_at, planned_at, sent_at) values "
         "(:m, :k, :c, :o, :kind, :step, :ch, :v, 'marketing_consent', 'sent', :t, :e, :t, :t)"),
-        {"m": message_id, "k": f"{customer_id}:{order_id or '-'}:{kind}:{step}", "c": customer_id, "o": order_id,
-         "kind": kind, "step": step, "ch": channel, "v": variant, "t": sent_at, "e": sent_at + timedelta(days=30)})
+        {"m": message_id, "k": eligibility.idempotency_key(customer_id, order_id, kind, step), "c": customer_id,
+         "o": order_id, "kind": kind, "step": step, "ch": channel, "v": variant, "t": sent_at,
+         "e": sent_at + timedelta(days=30)})
     if incentive:
         conn.execute(sa.text("update smarketing.outreach_messages set incentive_offered = true where message_id = :m"),
                      {"m": message_id})
