@@ -60,7 +60,8 @@ insert into smarketing.score_inputs (
     review_signal_language, nps_score, nps_comment, nps_age_days, social_posts_count, social_reach,
     post_text, referrals_count, referral_revenue, complaints_count)
 with valid_orders as (   -- sorted once by customer in byte order (collate "C": no locale compare per row)
-    select cid, ordered_at, amount, status, day, min(day) over (partition by cid) as first_day
+    -- and day: the order "count(distinct day)" below reads them in, so the grouping needs no second sort
+    select cid, ordered_at, amount, status, day, first_value(day) over (partition by cid order by day) as first_day
     -- amounts summed as numeric: exact, so the same whatever order a plan (or a partition's) adds them in
     from (select customer_id collate "C" as cid, ordered_at, total_amount as amount, status,
                  (ordered_at at time zone 'UTC')::date as day
@@ -83,30 +84,28 @@ orders_agg as (
            case when b.x > 0 then ((b.amount - b.first_amount) / b.x)::float8 end as mean_repeat_value
     from buyers b
 ),
-review_counts as (
-    select customer_id, count(*) as reviews_count from smarketing.reviews
-    where customer_id is not null and created_at <= :as_of {reviews} group by 1
-),
-last_review as (
-    select distinct on (customer_id) customer_id, review_id, rating, language, created_at,
-           case when lower(btrim(title, ' .!')) = lower(btrim(body, ' .!'))   -- "Good" / "Good.": say it once
-                then nullif(btrim(body), '')
-                else nullif(concat_ws('. ', nullif(btrim(title, ' .'), ''), nullif(btrim(body), '')), '') end as text
-    from smarketing.reviews where customer_id is not null and created_at <= :as_of {reviews}
-    order by customer_id, created_at desc, review_id desc
+reviews_agg as (   -- the latest review and the count of reviews, from one sort of the customer's reviews
+    select lr.*, rs.review_id is not null as has_signal, rs.sentiment as signal_sentiment,
+           rs.language as signal_language
+    from (select distinct on (customer_id) customer_id, count(*) over (partition by customer_id) as reviews_count,
+                 review_id, rating, language, created_at,
+                 case when lower(btrim(title, ' .!')) = lower(btrim(body, ' .!'))   -- "Good" / "Good.": say it once
+                      then nullif(btrim(body), '')
+                      else nullif(concat_ws('. ', nullif(btrim(title, ' .'), ''), nullif(btrim(body), '')), '') end as text
+          from smarketing.reviews where customer_id is not null and created_at <= :as_of {reviews}
+          order by customer_id, created_at desc, review_id desc) as lr
+    left join smarketing.review_signals rs on rs.review_id = lr.review_id
 ),
 last_nps as (
     select distinct on (customer_id) customer_id, score, comment, answered_at
     from smarketing.nps_answers where answered_at <= :as_of {nps}
     order by customer_id, answered_at desc, answer_id desc
 ),
-post_counts as (
-    select customer_id, count(*) as posts, coalesce(sum(followers), 0) as reach from smarketing.social_posts
-    where customer_id is not null and posted_at <= :as_of {posts} group by 1
-),
-last_post as (
-    select distinct on (customer_id) customer_id, body from smarketing.social_posts
-    where customer_id is not null and posted_at <= :as_of {posts}
+posts_agg as (   -- the latest post, the count and the reach, from one sort
+    select distinct on (customer_id) customer_id, count(*) over customer_posts as posts,
+           coalesce(sum(followers) over customer_posts, 0) as reach, body
+    from smarketing.social_posts where customer_id is not null and posted_at <= :as_of {posts}
+    window customer_posts as (partition by customer_id)
     order by customer_id, posted_at desc, post_id desc
 ),
 referral_agg as (
@@ -116,36 +115,27 @@ referral_agg as (
 complaints as (
     select customer_id, count(*) as complaints from smarketing.email_events
     where customer_id is not null and event_type = 'complaint' and occurred_at <= :as_of {events} group by 1
-),
-people as (   -- everyone known by "now": union of already aggregated (small) sets, not of raw rows
-    select customer_id from smarketing.customers where (created_at is null or created_at <= :as_of) {customers}
-    union select customer_id from orders_agg
-    union select customer_id from review_counts
-    union select customer_id from post_counts
-    union select customer_id from referral_agg
-    union select customer_id from last_nps
 )
-select :score_date, mod(hashtext(p.customer_id)::bigint + 2147483648, :partitions)::integer, p.customer_id,
+-- Everyone known by "now": the customers and whoever any aggregate names, by full joins on the customer
+-- (each side holds a customer once), not a union of the sets and a join of each set again.
+select :score_date, mod(hashtext(customer_id)::bigint + 2147483648, :partitions)::integer, customer_id,
        coalesce(o.orders_count, 0), coalesce(o.lifetime_value, 0), o.recency_days,
        coalesce(o.last_order_returned, false), o.x, o.t_x_days, o.T_days, o.mean_repeat_value,
        o.first_day, o.last_day, o.last_at,
-       coalesce(rc.reviews_count, 0), lr.rating, lr.text, lr.language,
+       coalesce(lr.reviews_count, 0), lr.rating, lr.text, lr.language,
        extract(epoch from (:as_of - lr.created_at)) / 86400.0,
-       lr.review_id, rs.review_id is not null, rs.sentiment, rs.language,
+       lr.review_id, coalesce(lr.has_signal, false), lr.signal_sentiment, lr.signal_language,
        ln.score, nullif(btrim(ln.comment), ''), extract(epoch from (:as_of - ln.answered_at)) / 86400.0,
-       coalesce(pc.posts, 0), coalesce(pc.reach, 0), lp.body,
+       coalesce(pc.posts, 0), coalesce(pc.reach, 0), pc.body,
        coalesce(ra.referrals, 0), coalesce(ra.revenue, 0), coalesce(c.complaints, 0)
-from people p
-left join orders_agg o using (customer_id)
-left join review_counts rc using (customer_id)
-left join last_review lr using (customer_id)
-left join smarketing.review_signals rs on rs.review_id = lr.review_id
-left join last_nps ln using (customer_id)
-left join post_counts pc using (customer_id)
-left join last_post lp using (customer_id)
-left join referral_agg ra using (customer_id)
+from (select customer_id from smarketing.customers where (created_at is null or created_at <= :as_of) {customers}) as k
+full join orders_agg o using (customer_id)
+full join reviews_agg lr using (customer_id)
+full join posts_agg pc using (customer_id)
+full join referral_agg ra using (customer_id)
+full join last_nps ln using (customer_id)
 left join complaints c using (customer_id)
-order by p.customer_id collate "C"   -- fills the primary-key index in order: ~20% faster at 1M customers
+order by customer_id collate "C"   -- fills the primary-key index in order: ~20% faster at 1M customers
 """
 
 _SOURCES = {"orders": "customer_id", "reviews": "customer_id", "nps": "customer_id", "posts": "customer_id",

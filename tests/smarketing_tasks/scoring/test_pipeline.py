@@ -164,6 +164,73 @@ def test_inputs_built_by_statements_at_once_are_the_inputs_of_one_statement(ware
     assert {row.partition_no for row in at_once} == {0, 1, 2}
 
 
+def test_inputs_name_everyone_a_source_knows_once_with_the_counts_and_latest_of_each_source(warehouse):
+    """Who gets inputs: the customers known by "now" and whoever orders, reviews, posts, referrals or NPS
+    answers name (complaints alone name nobody), each once however many sources name them; a source's count
+    and its latest row come from the same rows."""
+    day = timedelta(days=1)
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.customers (customer_id, created_at, updated_at, source) values "
+            "('k-only', null, :t, 't'), ('k-later', :t + interval '1 day', :t, 't'), ('k-all', :t - interval '9 days', :t, 't')"),
+            {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.orders (order_id, customer_id, ordered_at, status, total_amount, currency, "
+            "updated_at, source) values ('ob1', 'b-only', :t - interval '3 days', 'delivered', 10, 'EUR', :t, 't'), "
+            "('ob2', 'b-only', :t - interval '3 days', 'returned', 5, 'EUR', :t, 't'), "
+            "('oa1', 'k-all', :t - interval '8 days', 'delivered', 7, 'EUR', :t, 't')"), {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.reviews (review_id, customer_id, rating, title, body, created_at, source) values "
+            "('ra', 'r-only', 2, null, 'Old', :t - interval '5 days', 't'), "
+            "('rb', 'r-only', 4, 'Nice', 'Nice kettle', :t - interval '2 days', 't'), "
+            "('rc', 'r-only', 5, null, 'Same moment, larger id', :t - interval '2 days', 't'), "
+            "('rk', 'k-all', 3, null, 'Fine', :t - interval '1 day', 't'), "
+            "('rz', 'k-all', 1, null, 'Not yet', :t + interval '1 day', 't')"), {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.review_signals (review_id, content_hash, rules_version, language, sentiment, "
+            "is_lukewarm, computed_at) values ('rc', 'h', 'v', 'en', 0.25, false, :t), ('ra', 'h', 'v', 'en', -0.5, false, :t)"),
+            {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.social_posts (post_id, platform, customer_id, body, followers, posted_at, source) "
+            "values ('p1', 'x', 'p-only', 'First', 100, :t - interval '4 days', 't'), "
+            "('p2', 'x', 'p-only', 'Second', null, :t - interval '1 day', 't'), "
+            "('p3', 'x', 'k-later', 'Early poster', 7, :t - interval '1 day', 't'), "
+            "('p4', 'x', 'k-all', 'Mine', 3, :t - interval '1 day', 't')"), {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.referrals (referred_order_id, referral_code, referrer_customer_id, "
+            "referred_customer_id, revenue, redeemed_at) values ('x1', 'R', 'f-only', 'z1', 30, :t - interval '1 day'), "
+            "('x2', 'R', 'k-all', 'z2', 12, :t - interval '1 day')"), {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.nps_answers (answer_id, customer_id, score, comment, answered_at, source) values "
+            "('n1', 'n-only', 3, 'meh', :t - interval '6 days', 't'), ('n2', 'n-only', 10, ' great ', :t - interval '1 day', 't'), "
+            "('n3', 'k-all', 8, null, :t - interval '1 day', 't')"), {"t": NOW})
+        conn.execute(sa.text(
+            "insert into smarketing.email_events (event_id, customer_id, event_type, occurred_at, source) values "
+            "('e1', 'e-only', 'complaint', :t - interval '1 day', 't'), ('e2', 'k-all', 'complaint', :t - interval '1 day', 't'), "
+            "('e3', 'k-all', 'complaint', :t - interval '2 days', 't'), ('e4', 'k-all', 'open', :t - interval '1 day', 't')"),
+            {"t": NOW})
+    prepare(warehouse, NOW, ScoringSettings(partitions=2))
+    rows = {row.customer_id: row for row in _inputs(warehouse)}
+    assert sorted(rows) == ["b-only", "f-only", "k-all", "k-later", "k-only", "n-only", "p-only", "r-only"]
+    assert (rows["k-only"].orders_count, rows["k-only"].reviews_count, rows["k-only"].social_posts_count) == (0, 0, 0)
+    b = rows["b-only"]
+    assert (b.orders_count, float(b.lifetime_value), b.x, b.last_order_returned) == (2, 10.0, 0, True)
+    r = rows["r-only"]
+    assert (r.reviews_count, r.review_id, r.last_rating, r.review_text) == (3, "rc", 5, "Same moment, larger id")
+    assert (r.review_signal, r.review_sentiment, r.review_signal_language) == (True, 0.25, "en")
+    assert r.review_age_days == pytest.approx(2.0)
+    p = rows["p-only"]
+    assert (p.social_posts_count, p.social_reach, p.post_text) == (2, 100, "Second")
+    assert (rows["k-later"].social_posts_count, rows["k-later"].orders_count) == (1, 0)
+    assert (rows["f-only"].referrals_count, float(rows["f-only"].referral_revenue)) == (1, 30.0)
+    n = rows["n-only"]
+    assert (n.nps_score, n.nps_comment, n.nps_age_days) == (10, "great", pytest.approx(1.0))
+    k = rows["k-all"]
+    assert (k.orders_count, k.reviews_count, k.review_id, k.review_signal, k.social_posts_count, k.social_reach,
+            k.referrals_count, k.nps_score, k.complaints_count) == (1, 1, "rk", False, 1, 3, 1, 8, 2)
+    assert k.first_day == (NOW - 8 * day).date() and k.mean_repeat_value is None
+
+
 def test_a_full_run_retried_after_its_build_failed_still_counts_the_claimed_changes(warehouse, monkeypatch):
     from smarketing_tasks.scoring import pipeline
 
