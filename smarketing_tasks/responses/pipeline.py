@@ -105,12 +105,21 @@ def _has_column(conn: sa.Connection, table: str, column: str) -> bool:
         "and column_name = :c"), {"t": table, "c": column}).scalar())
 
 
-def _rejects(conn: sa.Connection, stage: str, checks: list[tuple[str, str]]) -> list[tuple[int, str, str]]:
-    """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail."""
+def _rejects(conn: sa.Connection, stage: str,
+             checks: list[tuple[str | tuple[str, ...], str]]) -> list[tuple[int, str, str]]:
+    """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail.
+
+    A check of several rules (one pass over a table they share) names them in a tuple and returns _row, rule
+    and reason; its rows are recorded rule by rule in that order, as separate checks would have."""
     found: list[tuple[int, str, str]] = []
     seen: set[tuple[int, str]] = set()
-    for rule, query in checks:
-        for row, reason in conn.exec_driver_sql(query).all():
+    for rules, query in checks:
+        rows = conn.exec_driver_sql(query).all()
+        if isinstance(rules, str):
+            failed = [(row, rules, reason) for row, reason in rows]
+        else:
+            failed = sorted(rows, key=lambda r: rules.index(r[1]))  # stable: each rule's rows in the query's order
+        for row, rule, reason in failed:
             if (int(row), rule) not in seen:  # one record per row and rule, the first reason found
                 seen.add((int(row), rule))
                 found.append((int(row), rule, reason))
@@ -167,12 +176,16 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
         ("unknown_customer", f"select _row, 'customer_id ' || quote_literal(left(customer_id, 80)) || "
          f"' is not a known customer' from {stage} s where customer_id is not null and not exists "
          f"(select 1 from smarketing.customers c where c.customer_id = s.customer_id)"),
-        ("unknown_order", f"select _row, 'order_id ' || quote_literal(left(order_id, 80)) || ' is not a known order' "
-         f"from {stage} s where order_id is not null and not exists "
-         f"(select 1 from smarketing.orders o where o.order_id = s.order_id)"),
-        ("order_of_another_customer", f"select s._row, 'order ' || s.order_id || ' belongs to customer ' || "
-         f"o.customer_id || ', not ' || s.customer_id from {stage} s join smarketing.orders o "
-         f"on o.order_id = s.order_id where s.customer_id is not null and o.customer_id <> s.customer_id"),
+        # Both order rules in one join: a batch as large as a full load hashes itself against every order, once.
+        (("unknown_order", "order_of_another_customer"), f"""
+            select s._row, case when o.order_id is null then 'unknown_order' else 'order_of_another_customer' end,
+                   case when o.order_id is null
+                        then 'order_id ' || quote_literal(left(s.order_id, 80)) || ' is not a known order'
+                        else 'order ' || s.order_id || ' belongs to customer ' || o.customer_id || ', not '
+                             || s.customer_id end
+            from {stage} s left join smarketing.orders o on o.order_id = s.order_id
+            where s.order_id is not null
+              and (o.order_id is null or (s.customer_id is not null and o.customer_id <> s.customer_id))"""),
         ("unknown_sku", f"select _row, 'sku ' || quote_literal(left(sku, 80)) || ' is not a product the shop sold' "
          f"from {stage} s where sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)"),
         ("duplicate_review", f"""
