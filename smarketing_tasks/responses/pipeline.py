@@ -68,6 +68,15 @@ KNOWN_SKUS_SQL = (
     "cross join lateral (select i.product_name from smarketing.order_items i where i.sku = s.sku limit 1) line")
 
 
+def latest_contact_by_email(address: str) -> str:
+    """SQL for the customer whose contact has ``address`` (lowercased), the latest contact if several.
+
+    customer_contacts_email_latest_idx (lower(email), updated_at desc, customer_id) holds the rows in this
+    order, so a probe reads its first entry: no sort per looked-up row (issue 9)."""
+    return (f"(select c.customer_id from smarketing.customer_contacts c where lower(c.email) = {address} "
+            "order by c.updated_at desc, c.customer_id limit 1)")
+
+
 @contextmanager
 def _index_scans_only(conn: sa.Connection) -> Iterator[None]:
     """Keep a probe on its index: with few distinct skus the planner expects an early match in a sequential
@@ -96,12 +105,21 @@ def _has_column(conn: sa.Connection, table: str, column: str) -> bool:
         "and column_name = :c"), {"t": table, "c": column}).scalar())
 
 
-def _rejects(conn: sa.Connection, stage: str, checks: list[tuple[str, str]]) -> list[tuple[int, str, str]]:
-    """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail."""
+def _rejects(conn: sa.Connection, stage: str,
+             checks: list[tuple[str | tuple[str, ...], str]]) -> list[tuple[int, str, str]]:
+    """Run (rule, SQL returning _row and reason) checks against the stage; drop the rows that fail.
+
+    A check of several rules (one pass over a table they share) names them in a tuple and returns _row, rule
+    and reason; its rows are recorded rule by rule in that order, as separate checks would have."""
     found: list[tuple[int, str, str]] = []
     seen: set[tuple[int, str]] = set()
-    for rule, query in checks:
-        for row, reason in conn.exec_driver_sql(query).all():
+    for rules, query in checks:
+        rows = conn.exec_driver_sql(query).all()
+        if isinstance(rules, str):
+            failed = [(row, rules, reason) for row, reason in rows]
+        else:
+            failed = sorted(rows, key=lambda r: rules.index(r[1]))  # stable: each rule's rows in the query's order
+        for row, rule, reason in failed:
             if (int(row), rule) not in seen:  # one record per row and rule, the first reason found
                 seen.add((int(row), rule))
                 found.append((int(row), rule, reason))
@@ -131,8 +149,7 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
     conn.exec_driver_sql(f"""
         update {stage} s set customer_id = coalesce(s.customer_id,
             (select m.customer_id from smarketing.outreach_messages m where m.message_id = s.token_message_id),
-            (select c.customer_id from smarketing.customer_contacts c where lower(c.email) = s.reviewer_email
-             order by c.updated_at desc, c.customer_id limit 1),
+            {latest_contact_by_email("s.reviewer_email")},
             (select o.customer_id from smarketing.orders o where o.order_id = s.order_id))
         where s.customer_id is null""")
     conn.exec_driver_sql(f"""
@@ -159,12 +176,16 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
         ("unknown_customer", f"select _row, 'customer_id ' || quote_literal(left(customer_id, 80)) || "
          f"' is not a known customer' from {stage} s where customer_id is not null and not exists "
          f"(select 1 from smarketing.customers c where c.customer_id = s.customer_id)"),
-        ("unknown_order", f"select _row, 'order_id ' || quote_literal(left(order_id, 80)) || ' is not a known order' "
-         f"from {stage} s where order_id is not null and not exists "
-         f"(select 1 from smarketing.orders o where o.order_id = s.order_id)"),
-        ("order_of_another_customer", f"select s._row, 'order ' || s.order_id || ' belongs to customer ' || "
-         f"o.customer_id || ', not ' || s.customer_id from {stage} s join smarketing.orders o "
-         f"on o.order_id = s.order_id where s.customer_id is not null and o.customer_id <> s.customer_id"),
+        # Both order rules in one join: a batch as large as a full load hashes itself against every order, once.
+        (("unknown_order", "order_of_another_customer"), f"""
+            select s._row, case when o.order_id is null then 'unknown_order' else 'order_of_another_customer' end,
+                   case when o.order_id is null
+                        then 'order_id ' || quote_literal(left(s.order_id, 80)) || ' is not a known order'
+                        else 'order ' || s.order_id || ' belongs to customer ' || o.customer_id || ', not '
+                             || s.customer_id end
+            from {stage} s left join smarketing.orders o on o.order_id = s.order_id
+            where s.order_id is not null
+              and (o.order_id is null or (s.customer_id is not null and o.customer_id <> s.customer_id))"""),
         ("unknown_sku", f"select _row, 'sku ' || quote_literal(left(sku, 80)) || ' is not a product the shop sold' "
          f"from {stage} s where sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)"),
         ("duplicate_review", f"""
@@ -253,15 +274,13 @@ def _load_events(conn: sa.Connection, settings: ResponsesSettings, source_name: 
     stage = "stage_email_events"
     conn.exec_driver_sql(f"""
         update {stage} s set customer_id = coalesce(
-            (select m.customer_id from (select c.customer_id, c.updated_at from smarketing.customer_contacts c
-                                        where lower(c.email) = s.email offset 0) m
-             order by m.updated_at desc, m.customer_id limit 1),
+            {latest_contact_by_email("s.email")},
             (select m.customer_id from (select c.customer_id, c.updated_at from smarketing.customer_contacts c
                                         where s.email is null
                                           and regexp_replace(c.phone, '[^0-9+]', '', 'g') = s.phone offset 0) m
              order by m.updated_at desc, m.customer_id limit 1))""")
-    # (offset 0 keeps each lookup on its email or phone index: without it the planner may walk the
-    # updated_at index backwards for the "latest" row and, for an unknown address, read every contact.)
+    # (offset 0 keeps the phone lookup on its index: without it the planner may walk the updated_at index
+    # backwards for the "latest" row and, for an unknown phone, read every contact.)
     # An SMS STOP names a phone; the suppression list is keyed by address, so use the customer's email.
     conn.exec_driver_sql(f"""
         update {stage} s set email = coalesce(lower(c.email), 'sms:' || s.phone)

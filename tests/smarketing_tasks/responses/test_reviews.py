@@ -228,3 +228,38 @@ def test_a_text_reading_backslash_n_is_kept_as_text_not_null(shop, warehouse, wo
     assert _ingest(shop, warehouse).rows_loaded == 1
     review = _reviews(warehouse)["R-marker"]
     assert (review.title, review.body) == ("\\N", "Back\\slash and \\N inside: a fine tee.")
+
+
+def test_both_order_rules_are_one_statement_and_keep_their_words_and_record_order(shop, warehouse, world):
+    with shop.begin() as conn:
+        _review(conn, "R-other-1", "C1", "O2", 5, "Not my order", T0 + timedelta(days=1))
+        _review(conn, "R-no-order-1", "C1", "O-nothing", 5, "Which order?", T0 + timedelta(days=1, minutes=1))
+        _review(conn, "R-other-2", "C2", "O1", 4, "Not mine either", T0 + timedelta(days=1, minutes=2))
+        _review(conn, "R-no-order-2", None, "O-missing", 3, "No such order", T0 + timedelta(days=1, minutes=3))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(warehouse, "before_cursor_execute", record)
+    try:
+        _ingest(shop, warehouse)
+    finally:
+        sa.event.remove(warehouse, "before_cursor_execute", record)
+    # Each order rule's statement read every order of a full-load batch: one statement serves both now.
+    order_checks = [s for s in statements if "is not a known order" in s or "belongs to customer" in s]
+    assert len(order_checks) == 1, order_checks
+    with warehouse.connect() as conn:
+        records = conn.execute(sa.text(
+            "select record_key, rule, reason from smarketing.quarantine order by quarantine_id")).all()
+    assert [tuple(r) for r in records[:2]] == [
+        ("R-no-order-1", "unknown_order", "order_id 'O-nothing' is not a known order"),
+        ("R-no-order-2", "unknown_order", "order_id 'O-missing' is not a known order"),
+    ] or [tuple(r) for r in records[:2]] == [
+        ("R-no-order-2", "unknown_order", "order_id 'O-missing' is not a known order"),
+        ("R-no-order-1", "unknown_order", "order_id 'O-nothing' is not a known order"),
+    ]
+    assert sorted(tuple(r) for r in records[2:]) == [
+        ("R-other-1", "order_of_another_customer", "order O2 belongs to customer C2, not C1"),
+        ("R-other-2", "order_of_another_customer", "order O1 belongs to customer C1, not C2"),
+    ]
