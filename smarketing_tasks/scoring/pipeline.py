@@ -6,7 +6,8 @@ segment may change with time alone today (``score_state.rescore_on``, an indexed
 rescores everybody: the first run, a forced one (setting ``full_rescore`` / ``smarketing score --full``), a
 backfill of a date older than the latest run, or after a run that never finished.
 
-1. ``prepare``: claims the changes into ``smarketing.score_queue``; one INSERT … SELECT builds
+1. ``prepare``: claims the changes into ``smarketing.score_queue`` (a full run, which rescores everyone, only
+   counts them into ``smarketing.score_claims``); one INSERT … SELECT builds
    ``smarketing.score_inputs`` for those customers (a full run: ``input_builders`` of them at once, each for
    its share of the partitions) with a partition number ``hash(customer_id) mod N``; refits the value model when it is due (every ``model_refit_days`` or when
    the customers with changed inputs since the fit reach ``model_refit_changed_share`` of its buyers), on
@@ -263,14 +264,15 @@ def prepare(engine: sa.Engine, as_of: datetime, settings: ScoringSettings, full:
             if mode == "incremental":
                 _, due = _queue(conn, as_of, score_date)
             elif not backfill:  # everyone is scored now: the log restarts with what counts only later
-                # Claimed into the queue (which the inputs of a full run do not read): a retry after the
-                # claim committed still counts them.
+                # Only counted (the inputs of a full run read no queue), and kept in score_claims so that a
+                # retry after the claim committed still counts them (migration 0028).
                 conn.execute(sa.text("""
                     with claimed as (delete from smarketing.score_changes where effective_at <= :as_of
                                      returning customer_id)
-                    insert into smarketing.score_queue (score_date, customer_id, reason)
-                    select distinct :score_date, customer_id, 'changed' from claimed
-                    on conflict (score_date, customer_id) do nothing"""), params)
+                    insert into smarketing.score_claims (score_date, changed)
+                    select :score_date, count(distinct customer_id) from claimed
+                    on conflict (score_date) do update
+                    set changed = smarketing.score_claims.changed + excluded.changed"""), params)
                 conn.execute(sa.text(FUTURE_CHANGES_SQL), params)
             clock.lap("queue")
             at_once = mode == "full" and builders > 1
@@ -327,7 +329,8 @@ def _fit_and_record(conn: sa.Connection, as_of: datetime, settings: ScoringSetti
         "select count(*), count(*) filter (where orders_count > 0) from smarketing.score_inputs "
         "where score_date = :d"), {"d": score_date}).one()
     changed = conn.execute(sa.text(
-        "select count(*) from smarketing.score_queue where score_date = :d and reason = 'changed'"),
+        "select (select count(*) from smarketing.score_queue where score_date = :d and reason = 'changed') "
+        "+ coalesce((select changed from smarketing.score_claims where score_date = :d), 0)"),
         {"d": score_date}).scalar()
     clock.lap("count")
     model_date, notes, refit_reason = _model_for(conn, as_of, score_date, settings, mode, changed)
@@ -776,7 +779,7 @@ def finalize(engine: sa.Engine, as_of: datetime, keep_inputs: bool = False) -> d
         open_follow_ups = conn.execute(sa.text(
             "select count(*) from smarketing.follow_ups where status = 'open'")).scalar()
         if not keep_inputs:
-            for table in ("follow_up_candidates", "score_inputs", "score_queue"):
+            for table in ("follow_up_candidates", "score_inputs", "score_queue", "score_claims"):
                 conn.execute(sa.text(f"delete from smarketing.{table} where score_date = :d"), {"d": score_date})
     return {"score_date": score_date.isoformat(), "mode": run["mode"], "customers": int(sum(segments.values())),
             "segments": segments, "changed": run["changed"], "due": run["due"], "refitted": run["refitted"],

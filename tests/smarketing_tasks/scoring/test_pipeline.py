@@ -254,7 +254,10 @@ def test_a_full_run_retried_after_its_build_failed_still_counts_the_claimed_chan
     with warehouse.connect() as conn:
         left = conn.execute(sa.text("select count(*) from smarketing.score_changes where effective_at <= :t"),
                             {"t": later}).scalar()
+        claimed = conn.execute(sa.text("select (select count(*) from smarketing.score_queue), "
+                                       "(select changed from smarketing.score_claims)")).one()
     assert left == 0  # the failed attempt's claim committed ...
+    assert tuple(claimed) == (0, 3)  # ... as a count: a full run writes no queue row per customer
     prepared = prepare(warehouse, later, settings, full=True)
     assert prepared.mode == "full" and prepared.changed == 3  # ... and its retry counts it (and c7's order, dated then)
     for partition in range(settings.partitions):
@@ -262,7 +265,8 @@ def test_a_full_run_retried_after_its_build_failed_still_counts_the_claimed_chan
     summary = finalize(warehouse, later)
     assert summary["changed"] == 3 and summary["customers"] == prepared.customers
     with warehouse.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from smarketing.score_queue")).scalar() == 0
+        assert conn.execute(sa.text("select (select count(*) from smarketing.score_queue) "
+                                    "+ (select count(*) from smarketing.score_claims)")).scalar() == 0
 
 
 def test_finalize_refuses_when_a_partition_is_missing(warehouse):
