@@ -29,6 +29,16 @@ def add_customer(conn, customer_id: str, email: str | None = None, phone: str | 
                                              "p": phone, "t": created_at})
 
 
+def add_many_contacts(conn, count: int, column: str, value_sql: str) -> None:
+    """``count`` customers C1..Cn whose contact ``column`` is ``value_sql`` (SQL over ``g``, 1..n), analysed:
+    enough rows that the planner's choice of index is the one a full warehouse gets."""
+    conn.exec_driver_sql("insert into smarketing.customers (customer_id, updated_at, source) "
+                         f"select 'C' || g, now(), 'test' from generate_series(1, {count}) g")
+    conn.exec_driver_sql(f"insert into smarketing.customer_contacts (customer_id, {column}, updated_at) "
+                         f"select 'C' || g, {value_sql}, now() from generate_series(1, {count}) g")
+    conn.exec_driver_sql("analyze smarketing.customer_contacts")
+
+
 def add_order(conn, order_id: str, customer_id: str, ordered_at: datetime, sku: str = "SKU-TEE-001",
               product_name: str = "Organic cotton tee", status: str = "delivered", discount_code: str | None = None,
               total: float = 40.0) -> None:

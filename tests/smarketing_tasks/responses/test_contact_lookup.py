@@ -8,18 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from smarketing_tasks.responses.pipeline import latest_contact_by_email
-from tests.smarketing_tasks.responses.helpers import T0, add_customer
+from tests.smarketing_tasks.responses.helpers import T0, add_customer, add_many_contacts
 
 pytestmark = pytest.mark.integration
 
 
 def test_address_lookup_reads_the_latest_contact_from_the_index_without_sorting(warehouse):
     with warehouse.begin() as conn:
-        conn.exec_driver_sql("insert into smarketing.customers (customer_id, updated_at, source) "
-                             "select 'C' || g, now(), 'test' from generate_series(1, 20000) g")
-        conn.exec_driver_sql("insert into smarketing.customer_contacts (customer_id, email, updated_at) "
-                             "select 'C' || g, 'c' || g || '@example.com', now() from generate_series(1, 20000) g")
-        conn.exec_driver_sql("analyze smarketing.customer_contacts")
+        add_many_contacts(conn, 20000, "email", "'c' || g || '@example.com'")
         conn.exec_driver_sql("create temporary table stage_addresses (email text) on commit drop")
         conn.exec_driver_sql("insert into stage_addresses select 'c' || g || '@example.com' from generate_series(1, 500) g")
         conn.exec_driver_sql("analyze stage_addresses")

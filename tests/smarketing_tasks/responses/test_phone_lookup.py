@@ -5,16 +5,14 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from tests.smarketing_tasks.responses.helpers import add_many_contacts
+
 pytestmark = pytest.mark.integration
 
 
 def test_sms_event_customer_lookup_uses_the_phone_digits_index(warehouse):
     with warehouse.begin() as conn:
-        conn.exec_driver_sql("insert into smarketing.customers (customer_id, updated_at, source) "
-                             "select 'C' || g, now(), 'test' from generate_series(1, 20000) g")
-        conn.exec_driver_sql("insert into smarketing.customer_contacts (customer_id, phone, updated_at) "
-                             "select 'C' || g, '+1 (555) ' || g, now() from generate_series(1, 20000) g")
-        conn.exec_driver_sql("analyze smarketing.customer_contacts")
+        add_many_contacts(conn, 20000, "phone", "'+1 (555) ' || g")
         plan = "\n".join(conn.execute(sa.text(
             "explain analyze select c.customer_id from smarketing.customer_contacts c "
             "where regexp_replace(c.phone, '[^0-9+]', '', 'g') = :phone"), {"phone": "+1555123"}).scalars())
