@@ -127,3 +127,42 @@ def test_0026_rewrites_the_keys_of_rows_whose_ids_need_escaping_and_keeps_their_
                            "plain": "plain:o1:review_request:1", "": ":o2:review_request:1"}
     assert after[message_id_for("plain:o1:review_request:1")] == before[message_id_for("plain:o1:review_request:1")]
     engine.dispose()
+
+
+def test_0029_trims_the_customer_columns_ingest_now_trims_and_leaves_clean_rows_alone(make_database, tmp_path):
+    """Rows stored before ingest trimmed them get the same trim, so the audit's stricter patterns (nothing after
+    a value) pass what they passed before the upgrade; a row already clean is not rewritten."""
+    import shutil
+
+    from smarketing_tasks.migrations import MIGRATIONS_DIR
+
+    for migration in discover():
+        if migration.version < 29:
+            shutil.copy(migration.path, tmp_path / migration.path.name)
+    engine = make_engine(make_database("mig"))
+    migrate(engine, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.customers (customer_id, country, time_zone, updated_at, source) values "
+            "('padded', 'GB\n', ' Europe/London ', '2026-11-01', 't'), ('blank', ' ', '', '2026-11-01', 't'), "
+            "('clean', 'DE', 'Europe/Berlin', '2026-11-01', 't')"))
+        conn.execute(sa.text(
+            "insert into smarketing.customer_contacts (customer_id, email, first_name, phone, updated_at) values "
+            "('padded', 'p@example.com', ' Ann ', '+44 20 7946 0000\n', '2026-11-01'), "
+            "('blank', 'b@example.com', '', '\t', '2026-11-01'), "
+            "('clean', 'c@example.com', 'Bo', '+49 30 1234567', '2026-11-01')"))
+        clean_version = conn.execute(sa.text(
+            "select xmin::text from smarketing.customers where customer_id = 'clean'")).scalar()
+
+    assert migrate(engine, MIGRATIONS_DIR) == [m.path.name for m in discover() if m.version >= 29]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "select c.customer_id, c.country, c.time_zone, k.first_name, k.phone, c.xmin::text as version "
+            "from smarketing.customers c join smarketing.customer_contacts k using (customer_id) order by 1")).all()
+    assert [tuple(row)[:5] for row in stored] == [
+        ("blank", None, None, None, None),
+        ("clean", "DE", "Europe/Berlin", "Bo", "+49 30 1234567"),
+        ("padded", "GB", "Europe/London", "Ann", "+44 20 7946 0000"),
+    ]
+    assert stored[1].version == clean_version  # not rewritten
+    engine.dispose()
