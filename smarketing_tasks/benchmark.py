@@ -231,27 +231,19 @@ def timed_copy(source, table: str, target, scratch: str) -> float:
 
 def copy_floor(url: str, tables: tuple[str, ...]) -> float:
     """Seconds to COPY the rows of ``tables`` out (to a file) and into empty tables of the same shape."""
-    import psycopg
-
-    from smarketing_tasks.db import libpq_url
-
-    total = 0.0
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        for table in tables:
-            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
-                continue
-            scratch = "floor_" + table.replace(".", "_")
-            conn.execute(f"drop table if exists {scratch}")
-            conn.execute(f"create table {scratch} (like {table})")
-            total += timed_copy(conn, table, conn, scratch)
-            conn.execute(f"drop table {scratch}")
-    return total
+    return _floor(url, tables, plain_copy)
 
 
 def written_floor(url: str, tables: tuple[str, ...]) -> float:
     """Seconds to write the rows of ``tables`` as the schema has them, the cheapest way there is: COPY them out
     and into an empty copy of each table, then build its keys, checks, foreign keys (pointing at the real
     tables) and indexes, as a first bulk load would. The plain ``copy_floor`` builds none of them."""
+    return _floor(url, tables, written_copy)
+
+
+def _floor(url: str, tables: tuple[str, ...], copy_one: Callable[..., tuple[str, float]]) -> float:
+    """The seconds ``copy_one(conn, table) -> (scratch, seconds)`` takes over the tables that exist, each
+    scratch copy dropped after."""
     import psycopg
 
     from smarketing_tasks.db import libpq_url
@@ -261,10 +253,18 @@ def written_floor(url: str, tables: tuple[str, ...]) -> float:
         for table in tables:
             if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
                 continue
-            scratch, seconds = written_copy(conn, table)
+            scratch, seconds = copy_one(conn, table)
             conn.execute(f"drop table {scratch}")
             total += seconds
     return total
+
+
+def plain_copy(conn, table: str) -> tuple[str, float]:
+    """Copy ``table`` into ``floor_<schema>_<name>``, a table of the same columns and nothing else."""
+    scratch = "floor_" + table.replace(".", "_")
+    conn.execute(f"drop table if exists {scratch}")
+    conn.execute(f"create table {scratch} (like {table})")
+    return scratch, timed_copy(conn, table, conn, scratch)
 
 
 def written_copy(conn, table: str) -> tuple[str, float]:
