@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from smarketing_tasks import bulk
 from smarketing_tasks.db import copy_frame
 from smarketing_tasks.sources.base import Source, Window
 
@@ -137,14 +138,6 @@ def read_watermark(conn: sa.Connection, source_name: str, dataset: str) -> datet
     ).scalar()
 
 
-def _secondary_indexes(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
-    """(name, definition) of the indexes of ``table`` that no constraint needs (so not the primary key)."""
-    return [tuple(row) for row in conn.execute(sa.text(
-        "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indexrelid "
-        "where i.indrelid = cast(:t as regclass) and not i.indisprimary and not i.indisunique order by 1"),
-        {"t": table})]
-
-
 def _bulk_tables(dataset: str) -> list[str]:
     tables = [_TARGETS[dataset]["table"]]
     if dataset == "customers":
@@ -154,43 +147,7 @@ def _bulk_tables(dataset: str) -> list[str]:
 
 def defer_indexes_if_empty(warehouse: sa.Engine, dataset: str) -> list[str]:
     """For a first load into an empty table, drop its secondary indexes (recorded for rebuilding)."""
-    deferred: list[str] = []
-    with warehouse.begin() as conn:
-        target = _TARGETS[dataset]["table"]
-        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
-        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
-            return deferred
-        for table in _bulk_tables(dataset):
-            for name, definition in _secondary_indexes(conn, table):
-                conn.execute(sa.text(
-                    "insert into smarketing.deferred_indexes (index_name, table_name, definition) "
-                    "values (:n, :t, :d) on conflict do nothing"), {"n": name, "t": table, "d": definition})
-                conn.exec_driver_sql(f"drop index smarketing.{name}")
-                deferred.append(name)
-    return deferred
-
-
-REBUILD_MAINTENANCE_WORK_MEM = "256MB"
-
-
-def rebuild_deferred_indexes(warehouse: sa.Engine, tables: list[str] | None = None) -> list[str]:
-    """Recreate indexes recorded in smarketing.deferred_indexes (all, or those of ``tables``)."""
-    rebuilt = []
-    with warehouse.connect() as conn:
-        pending = conn.execute(sa.text(
-            "select index_name, table_name, definition from smarketing.deferred_indexes order by 1")).all()
-    for name, table, definition in pending:
-        if tables is not None and table not in tables:
-            continue
-        with warehouse.begin() as conn:
-            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"smarketing.{name}"}).scalar()
-            if exists is None:
-                # Enough sort memory for PostgreSQL to build with parallel workers when cores are free.
-                conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
-                conn.exec_driver_sql(definition)
-            conn.execute(sa.text("delete from smarketing.deferred_indexes where index_name = :n"), {"n": name})
-        rebuilt.append(name)
-    return rebuilt
+    return bulk.defer_indexes_if_empty(warehouse, _TARGETS[dataset]["table"], _bulk_tables(dataset))
 
 
 def finish_run(warehouse: sa.Engine, result: IngestResult, run_id: str) -> None:
@@ -244,7 +201,7 @@ def ingest_dataset(
     from smarketing_tasks.ingest.landing import CopySource, create_landing, land_frames
 
     started = time.perf_counter()
-    rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))  # left over by a crashed bulk load
+    bulk.rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))  # left over by a crashed bulk load
     with warehouse.connect() as conn:
         watermark = read_watermark(conn, source.name, dataset)
     since = None if watermark is None else min(watermark - overlap, until)
@@ -278,7 +235,7 @@ def ingest_dataset(
                 conn.exec_driver_sql(statement)
         rows_quarantined = _quarantine_landed(conn, dataset, source.name, run_id) if checked.rows_rejected else 0
     if deferred:
-        rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
+        bulk.rebuild_deferred_indexes(warehouse, _bulk_tables(dataset))
         with warehouse.begin() as conn:  # statistics now, so the next stages do not plan on an "empty" table
             for table in _bulk_tables(dataset):
                 conn.exec_driver_sql(f"analyze {table}")
@@ -332,7 +289,7 @@ def _load_into_empty(conn: sa.Connection, dataset: str, source_name: str, checke
     # With the foreign keys gone no constraint needs the primary keys while the rows go in: building one
     # afterwards by a single sort costs less than a btree insertion per row (2M order lines: 2.5 -> 1.4 s).
     primary_keys = _drop_constraints(conn, dataset, "p")
-    conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
+    conn.exec_driver_sql(f"set local maintenance_work_mem = '{bulk.REBUILD_MAINTENANCE_WORK_MEM}'")
     savepoint = conn.begin_nested()
     try:
         _insert_into_empty(conn, dataset, source_name, primary_keys)

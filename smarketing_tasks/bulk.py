@@ -1,0 +1,66 @@
+"""Bulk loads into an empty table: drop its secondary indexes first, build them once at the end.
+
+Building an index once over a loaded table is several times cheaper than maintaining it row by row
+(PostgreSQL's "Populating a Database"). The definitions are kept in ``smarketing.deferred_indexes`` until
+they are rebuilt, so a crash mid-load cannot lose an index: a loader calls ``rebuild_deferred_indexes``
+for its tables before it starts. Unique indexes and the primary key stay: upserts and rules need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+# Enough sort memory for PostgreSQL to build with parallel workers when cores are free.
+REBUILD_MAINTENANCE_WORK_MEM = "256MB"
+
+
+def secondary_indexes(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the indexes of ``table`` that no constraint needs (so not the primary key)."""
+    return [tuple(row) for row in conn.execute(sa.text(
+        "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indexrelid "
+        "where i.indrelid = cast(:t as regclass) and not i.indisprimary and not i.indisunique order by 1"),
+        {"t": table})]
+
+
+def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[str] | None = None) -> list[str]:
+    """If ``target`` is empty, drop the secondary indexes of ``tables`` (default: the target), recorded.
+
+    The check and the drops are one transaction holding a lock that stops writers, so no row can
+    arrive between "empty" and the drop. Returns the names dropped (empty when the target has rows).
+    """
+    deferred: list[str] = []
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
+        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+            return deferred
+        for table in tables or [target]:
+            for name, definition in secondary_indexes(conn, table):
+                schema = table.split(".")[0] if "." in table else "public"
+                conn.execute(sa.text(
+                    "insert into smarketing.deferred_indexes (index_name, table_name, definition) "
+                    "values (:n, :t, :d) on conflict do nothing"), {"n": name, "t": table, "d": definition})
+                conn.exec_driver_sql(f"drop index {schema}.{name}")
+                deferred.append(name)
+    return deferred
+
+
+def rebuild_deferred_indexes(warehouse: sa.Engine, tables: Sequence[str] | None = None) -> list[str]:
+    """Recreate indexes recorded in smarketing.deferred_indexes (all, or those of ``tables``)."""
+    rebuilt = []
+    with warehouse.connect() as conn:
+        pending = conn.execute(sa.text(
+            "select index_name, table_name, definition from smarketing.deferred_indexes order by 1")).all()
+    for name, table, definition in pending:
+        if tables is not None and table not in tables:
+            continue
+        schema = table.split(".")[0] if "." in table else "public"
+        with warehouse.begin() as conn:
+            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"{schema}.{name}"}).scalar()
+            if exists is None:
+                conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
+                conn.exec_driver_sql(definition)
+            conn.execute(sa.text("delete from smarketing.deferred_indexes where index_name = :n"), {"n": name})
+        rebuilt.append(name)
+    return rebuilt

@@ -1,0 +1,51 @@
+"""Deferring a table's secondary indexes for a bulk load, and getting them back."""
+
+import sqlalchemy as sa
+
+from smarketing_tasks import bulk
+
+
+def _indexes(warehouse, table: str) -> set[str]:
+    with warehouse.connect() as conn:
+        return set(conn.execute(sa.text(
+            "select indexname from pg_indexes where schemaname = 'smarketing' and tablename = :t"),
+            {"t": table}).scalars())
+
+
+def _make_tables(warehouse) -> None:
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("create table smarketing.bulk_target (id int primary key, k text unique, v int)")
+        conn.exec_driver_sql("create index bulk_target_v_idx on smarketing.bulk_target (v)")
+        conn.exec_driver_sql("create table smarketing.bulk_side (id int, w int)")
+        conn.exec_driver_sql("create index bulk_side_w_idx on smarketing.bulk_side (w desc)")
+
+
+def test_an_empty_target_loses_only_its_secondary_indexes_and_gets_the_same_ones_back(warehouse):
+    _make_tables(warehouse)
+    target_before, side_before = _indexes(warehouse, "bulk_target"), _indexes(warehouse, "bulk_side")
+
+    dropped = bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target",
+                                          ["smarketing.bulk_target", "smarketing.bulk_side"])
+
+    assert sorted(dropped) == ["bulk_side_w_idx", "bulk_target_v_idx"]
+    assert _indexes(warehouse, "bulk_target") == {"bulk_target_pkey", "bulk_target_k_key"}, \
+        "the primary key and unique indexes stay: upserts and rules need them"
+    assert _indexes(warehouse, "bulk_side") == set()
+    assert bulk.rebuild_deferred_indexes(warehouse, ["smarketing.bulk_target"]) == ["bulk_target_v_idx"]
+    assert _indexes(warehouse, "bulk_side") == set(), "only the tables asked for are rebuilt"
+    bulk.rebuild_deferred_indexes(warehouse)
+    assert (_indexes(warehouse, "bulk_target"), _indexes(warehouse, "bulk_side")) == (target_before, side_before)
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select pg_get_indexdef('smarketing.bulk_side_w_idx'::regclass)")).scalar() \
+            == "CREATE INDEX bulk_side_w_idx ON smarketing.bulk_side USING btree (w DESC)"
+        assert conn.execute(sa.text("select count(*) from smarketing.deferred_indexes")).scalar() == 0
+
+
+def test_a_target_with_rows_keeps_every_index(warehouse):
+    _make_tables(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("insert into smarketing.bulk_target values (1, 'a', 1)")
+    before = _indexes(warehouse, "bulk_target")
+
+    assert bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target") == []
+    assert _indexes(warehouse, "bulk_target") == before
