@@ -57,6 +57,9 @@ def rebuild_deferred_indexes(warehouse: sa.Engine, tables: Sequence[str] | None 
             continue
         schema = table.split(".")[0] if "." in table else "public"
         with warehouse.begin() as conn:
+            # Self-conflicting (CREATE INDEX's own lock is not): of two loaders rebuilding at once, the second
+            # waits and then finds the index built, instead of building it too and failing on its name.
+            conn.exec_driver_sql(f"lock table {table} in share row exclusive mode")
             exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"{schema}.{name}"}).scalar()
             if exists is None:
                 conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
