@@ -81,3 +81,13 @@ def test_two_loaders_rebuilding_at_once_both_succeed(warehouse):
         thread.join(10)
     assert errors == [], "the second rebuild waits and finds the index built instead of building it again"
     assert "bulk_target_v_idx" in _indexes(warehouse, "bulk_target")
+
+
+def test_partial_indexes_can_be_kept(warehouse):
+    _make_tables(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("create index bulk_target_v_some_idx on smarketing.bulk_target (v) where v > 10")
+
+    assert bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target", partial=False) == ["bulk_target_v_idx"]
+    assert "bulk_target_v_some_idx" in _indexes(warehouse, "bulk_target")
+    bulk.rebuild_deferred_indexes(warehouse)
