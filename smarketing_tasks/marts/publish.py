@@ -19,6 +19,7 @@ backfill: the next publish is then full too, since the change log was claimed up
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -52,7 +53,7 @@ SKU_DAYS = "smarketing.mart_sku_days"
 SKU_DAYS_COLUMNS = ("sku, day, orders_count, units, revenue, last_ordered_at, last_name, last_named_at, "
                     "last_named_name")
 # a full publish's product sales, computed on a second connection while the first builds the customer marts,
-# then copied into SKU_DAYS by the publishing transaction (left behind only by a failed publish)
+# then copied into SKU_DAYS by the publishing transaction
 SKU_DAYS_FULL = "smarketing.mart_sku_days_full"
 # the change log entries a publish consumes: noted before its build, deleted when it commits (session-local)
 CLAIMED = "pg_temp.mart_claimed_changes"
@@ -348,6 +349,7 @@ class _SideSkuDays:
     """
 
     def __init__(self, engine: sa.Engine, as_of: datetime, marts_dir: Path) -> None:
+        self._engine = engine
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mart-sku-days")
         self._done = self._pool.submit(self._compute, engine, as_of, marts_dir)
         self._copied = False
@@ -371,8 +373,11 @@ class _SideSkuDays:
         self._copied = True
 
     def wait(self) -> None:
-        """Let the second connection finish (after a failure elsewhere its own error is not the news)."""
+        """Let the second connection finish and, if the publish failed (then its own error is not the news),
+        drop the rows it computed for nothing (best effort: the next full publish drops them too)."""
         self._pool.shutdown(wait=True)
+        with contextlib.suppress(sa.exc.DBAPIError), self._engine.begin() as conn:
+            conn.exec_driver_sql(f"drop table if exists {SKU_DAYS_FULL}")  # dropped already by a publish
 
 
 def _build(conn: sa.Connection, parameters: dict, scope: Scope, catalog: list[Mart], marts_dir: Path,
