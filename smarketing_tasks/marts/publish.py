@@ -15,6 +15,8 @@ and insert of those customers), every day with the changed days recomputed (swap
 A publish is full when forced (``full=True``, setting ``full_rebuild``), the first time, when the mart SQL,
 catalog or settings changed since the last publish, or when its as-of lies before an earlier publish's (a
 backfill: the next publish is then full too, since the change log was claimed up to that later as-of).
+A full publish sums the product sales (``smarketing.mart_sku_days``) on a second connection while the first
+builds the customer marts; the publishing transaction takes those rows, so a failure still changes nothing.
 """
 
 from __future__ import annotations
