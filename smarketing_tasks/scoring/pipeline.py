@@ -191,9 +191,6 @@ _LOCK_KEY = 0x5C0_2E  # one prepare at a time: two runs must not claim the same 
 # finalize (bulk.py), not maintained row by row. Nothing in the stage reads them meanwhile: the partitions
 # and finalize reach these tables through their primary keys or read the whole date.
 BULK_TABLES = ("smarketing.advocate_scores", "smarketing.score_state", "smarketing.follow_ups")
-# The working tables' partition indexes serve incremental runs' few rows; a full run's partition reads a
-# quarter of the rows spread over every page, as cheaply by a scan. Built back by finalize once emptied.
-WORKING_TABLES = ("smarketing.score_inputs", "smarketing.follow_up_candidates")
 
 
 @dataclass(frozen=True)
@@ -262,13 +259,12 @@ def prepare(engine: sa.Engine, as_of: datetime, settings: ScoringSettings, full:
     builders = min(settings.input_builders, settings.partitions)
     with engine.connect() as guard, guard.begin():
         guard.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        # Left over by a run that died before its finalize.
-        bulk.rebuild_deferred_indexes(engine, BULK_TABLES + WORKING_TABLES)
+        bulk.rebuild_deferred_indexes(engine, BULK_TABLES)  # left over by a run that died before its finalize
         with engine.begin() as conn:
             _session_settings(conn)
             mode, backfill = _mode(conn, score_date, settings, full)
-            if mode == "full":  # before this transaction writes to any of them (the deferral locks them)
-                for table in BULK_TABLES + WORKING_TABLES:
+            if mode == "full":
+                for table in BULK_TABLES:
                     bulk.defer_indexes_if_empty(engine, table)
             conn.execute(sa.text("delete from smarketing.score_inputs where score_date = :d"), {"d": score_date})
             conn.execute(sa.text("delete from smarketing.follow_up_candidates where score_date = :d"), {"d": score_date})
@@ -795,9 +791,8 @@ def finalize(engine: sa.Engine, as_of: datetime, keep_inputs: bool = False) -> d
         if not keep_inputs:
             for table in ("follow_up_candidates", "score_inputs", "score_queue", "score_claims"):
                 conn.execute(sa.text(f"delete from smarketing.{table} where score_date = :d"), {"d": score_date})
-    # Dropped by prepare for a full run: the working tables' (emptied above) always, the others' on a first run.
-    rebuilt = bulk.rebuild_deferred_indexes(engine, BULK_TABLES + WORKING_TABLES)
-    if set(rebuilt) - {"score_inputs_partition_idx", "follow_up_candidates_partition_idx"}:
+    rebuilt = bulk.rebuild_deferred_indexes(engine, BULK_TABLES)  # dropped by prepare for a first full run
+    if rebuilt:
         with engine.begin() as conn:  # statistics now: the tables were empty when last analysed
             for table in BULK_TABLES:
                 conn.exec_driver_sql(f"analyze {table}")

@@ -378,20 +378,8 @@ def _score_indexes(engine) -> tuple[set[str], set[str]]:
             "select indexname from pg_indexes where schemaname = 'smarketing' "
             "and tablename in ('advocate_scores', 'score_state', 'follow_ups') and indexname not like '%pkey'"
         )).scalars())
-        deferred = set(conn.execute(sa.text(
-            "select index_name from smarketing.deferred_indexes where table_name in "
-            "('smarketing.advocate_scores', 'smarketing.score_state', 'smarketing.follow_ups')")).scalars())
+        deferred = set(conn.execute(sa.text("select index_name from smarketing.deferred_indexes")).scalars())
     return present, deferred
-
-
-WORKING_INDEXES = {"score_inputs_partition_idx", "follow_up_candidates_partition_idx"}
-
-
-def _working_indexes(engine) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.execute(sa.text(
-            "select indexname from pg_indexes where schemaname = 'smarketing' and indexname = any(:n)"),
-            {"n": list(WORKING_INDEXES)}).scalars())
 
 
 SCORE_INDEXES = {"advocate_scores_date_idx", "score_state_rescore_idx", "follow_ups_created_day_idx",
@@ -414,17 +402,9 @@ def test_a_first_full_run_builds_the_secondary_indexes_of_its_tables_once_at_the
             "and relname in ('advocate_scores', 'score_state', 'follow_ups') and last_analyze is not null")).scalar()
     assert analysed == 3, "statistics taken: the next stages do not plan on empty tables"
 
-    assert _working_indexes(warehouse) == WORKING_INDEXES
-
-    # Later runs write into tables with rows: every index stays; a full run reads its working tables whole.
+    # Later runs write into tables with rows: every index stays.
     prepare(warehouse, NOW + timedelta(days=1), settings, full=True)
-    assert _score_indexes(warehouse) == (SCORE_INDEXES, set()) and _working_indexes(warehouse) == set()
-    for partition in range(settings.partitions):
-        score_partition(warehouse, NOW + timedelta(days=1), partition, settings)
-    finalize(warehouse, NOW + timedelta(days=1))
-    assert _working_indexes(warehouse) == WORKING_INDEXES
-    prepare(warehouse, NOW + timedelta(days=2), settings)  # incremental: a few rows, read by partition
-    assert _working_indexes(warehouse) == WORKING_INDEXES
+    assert _score_indexes(warehouse) == (SCORE_INDEXES, set())
 
 
 def test_a_first_run_that_died_before_finalize_gets_its_indexes_back_from_the_next_prepare(warehouse):
