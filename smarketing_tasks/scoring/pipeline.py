@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from smarketing_tasks import bulk
 from smarketing_tasks.db import copy_plain_frame, raw_cursor
 from smarketing_tasks.scoring import clv
 from smarketing_tasks.scoring.score import (
@@ -186,6 +187,10 @@ STATE_COLUMNS = ["customer_id", "orders_count", "lifetime_value", "first_day", "
 CANDIDATE_COLUMNS = ["score_date", "partition_no", "customer_id", "reason", "owner_team", "review_excerpt",
                      "suggested_questions", "priority_weight", "priority_key"]
 _LOCK_KEY = 0x5C0_2E  # one prepare at a time: two runs must not claim the same changes
+# What a first full run fills from empty: their secondary indexes are dropped by prepare and built once by
+# finalize (bulk.py), not maintained row by row. Nothing in the stage reads them meanwhile: the partitions
+# and finalize reach these tables through their primary keys or read the whole date.
+BULK_TABLES = ("smarketing.advocate_scores", "smarketing.score_state", "smarketing.follow_ups")
 
 
 @dataclass(frozen=True)
@@ -254,9 +259,13 @@ def prepare(engine: sa.Engine, as_of: datetime, settings: ScoringSettings, full:
     builders = min(settings.input_builders, settings.partitions)
     with engine.connect() as guard, guard.begin():
         guard.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        bulk.rebuild_deferred_indexes(engine, BULK_TABLES)  # left over by a run that died before its finalize
         with engine.begin() as conn:
             _session_settings(conn)
             mode, backfill = _mode(conn, score_date, settings, full)
+            if mode == "full":
+                for table in BULK_TABLES:
+                    bulk.defer_indexes_if_empty(engine, table)
             conn.execute(sa.text("delete from smarketing.score_inputs where score_date = :d"), {"d": score_date})
             conn.execute(sa.text("delete from smarketing.follow_up_candidates where score_date = :d"), {"d": score_date})
             clock.lap("clear")
@@ -718,6 +727,7 @@ _RANKED = "ntile(5) over (order by priority_weight desc, customer_id)"
 _FROM_CUTS = ("case when priority_key >= :c1 then 1 when priority_key >= :c2 then 2 when priority_key >= :c3 then 3 "
               "when priority_key >= :c4 then 4 else 5 end")
 FINALIZE_SQL = FOLLOW_UPS_SQL.format(priority=_RANKED)  # a full run ranks all the day's candidates
+FIRST_FOLLOW_UPS_SQL = FINALIZE_SQL[:FINALIZE_SQL.index("on conflict")]  # the same rows into an empty table
 
 # Where priorities 1-4 start, as priority keys, when ranking a set of keys into five equal groups.
 _CUTS_SQL = """
@@ -781,6 +791,11 @@ def finalize(engine: sa.Engine, as_of: datetime, keep_inputs: bool = False) -> d
         if not keep_inputs:
             for table in ("follow_up_candidates", "score_inputs", "score_queue", "score_claims"):
                 conn.execute(sa.text(f"delete from smarketing.{table} where score_date = :d"), {"d": score_date})
+    rebuilt = bulk.rebuild_deferred_indexes(engine, BULK_TABLES)  # dropped by prepare for a first full run
+    if rebuilt:
+        with engine.begin() as conn:  # statistics now: the tables were empty when last analysed
+            for table in BULK_TABLES:
+                conn.exec_driver_sql(f"analyze {table}")
     return {"score_date": score_date.isoformat(), "mode": run["mode"], "customers": int(sum(segments.values())),
             "segments": segments, "changed": run["changed"], "due": run["due"], "refitted": run["refitted"],
             "population": counts["customers_scored"], "follow_ups_written": int(upserted),
@@ -800,7 +815,11 @@ def _follow_ups(conn: sa.Connection, run, score_date: date, as_of: datetime) -> 
         cuts = conn.execute(sa.text(_CUTS_SQL.format(
             keys="select priority_key as k from smarketing.follow_up_candidates where score_date = :d")),
             params).scalar()
-        return cuts, conn.execute(sa.text(FINALIZE_SQL), params).rowcount
+        # Into an empty table every candidate is new: a plain insert writes the same rows without a conflict
+        # check per row. The lock keeps other writers out until this transaction ends.
+        conn.exec_driver_sql("lock table smarketing.follow_ups in share row exclusive mode")
+        empty = not conn.exec_driver_sql("select exists (select 1 from smarketing.follow_ups)").scalar()
+        return cuts, conn.execute(sa.text(FIRST_FOLLOW_UPS_SQL if empty else FINALIZE_SQL), params).rowcount
     if run["refitted"]:
         cuts = conn.execute(sa.text(_CUTS_SQL.format(keys=_WAITING_KEYS)), params).scalar()
     else:

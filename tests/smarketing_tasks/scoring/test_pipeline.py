@@ -369,3 +369,83 @@ def test_rfm_cut_points_are_the_cut_points_of_postgresql_percent_rank(warehouse)
                              {"v": [None if np.isnan(v) else float(v) for v in values]})
                 expected = tuple(conn.exec_driver_sql(_CUTS_BY_WINDOW).scalar())
                 assert quintile_cuts(values) == expected, (n, spread, null_share)
+
+
+def _score_indexes(engine) -> tuple[set[str], set[str]]:
+    """(secondary indexes the scoring tables have, those recorded as deferred)."""
+    with engine.connect() as conn:
+        present = set(conn.execute(sa.text(
+            "select indexname from pg_indexes where schemaname = 'smarketing' "
+            "and tablename in ('advocate_scores', 'score_state', 'follow_ups') and indexname not like '%pkey'"
+        )).scalars())
+        deferred = set(conn.execute(sa.text("select index_name from smarketing.deferred_indexes")).scalars())
+    return present, deferred
+
+
+SCORE_INDEXES = {"advocate_scores_date_idx", "score_state_rescore_idx", "follow_ups_created_day_idx",
+                 "follow_ups_updated_day_idx"}
+
+
+def test_a_first_full_run_builds_the_secondary_indexes_of_its_tables_once_at_the_end(warehouse):
+    _seed(warehouse)
+    settings = ScoringSettings(partitions=2)
+    assert _score_indexes(warehouse) == (SCORE_INDEXES, set())
+    prepare(warehouse, NOW, settings)
+    assert _score_indexes(warehouse) == (set(), SCORE_INDEXES), "dropped while the empty tables fill"
+    for partition in range(settings.partitions):
+        score_partition(warehouse, NOW, partition, settings)
+    finalize(warehouse, NOW)
+    assert _score_indexes(warehouse) == (SCORE_INDEXES, set())
+    with warehouse.connect() as conn:
+        analysed = conn.execute(sa.text(
+            "select count(*) from pg_stat_user_tables where schemaname = 'smarketing' "
+            "and relname in ('advocate_scores', 'score_state', 'follow_ups') and last_analyze is not null")).scalar()
+    assert analysed == 3, "statistics taken: the next stages do not plan on empty tables"
+
+    # Later runs write into tables with rows: every index stays.
+    prepare(warehouse, NOW + timedelta(days=1), settings, full=True)
+    assert _score_indexes(warehouse) == (SCORE_INDEXES, set())
+
+
+def test_a_first_run_that_died_before_finalize_gets_its_indexes_back_from_the_next_prepare(warehouse):
+    _seed(warehouse)
+    settings = ScoringSettings(partitions=2)
+    prepare(warehouse, NOW, settings)
+    score_partition(warehouse, NOW, 0, settings)  # ... and the run dies here
+    assert _score_indexes(warehouse) == (set(), SCORE_INDEXES)
+    prepare(warehouse, NOW, settings)  # the retry: advocate_scores has rows now, so it builds them back
+    present, deferred = _score_indexes(warehouse)
+    assert SCORE_INDEXES - {"follow_ups_created_day_idx", "follow_ups_updated_day_idx"} <= present
+    assert deferred == SCORE_INDEXES - present, "follow_ups is still empty: deferred again, and recorded"
+    summary = run_all(warehouse, NOW, settings, say=lambda _: None)
+    assert summary["customers"] == 80 and _score_indexes(warehouse) == (SCORE_INDEXES, set())
+
+
+def test_a_first_full_run_inserts_the_follow_ups_the_upsert_would(warehouse, monkeypatch):
+    from smarketing_tasks.scoring import pipeline
+
+    _seed(warehouse)
+    settings = ScoringSettings(partitions=2)
+    prepare(warehouse, NOW, settings)
+    for partition in range(settings.partitions):
+        score_partition(warehouse, NOW, partition, settings)
+    statements = []
+
+    def record(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(warehouse, "before_cursor_execute", record)
+    first = finalize(warehouse, NOW, keep_inputs=True)
+    sa.event.remove(warehouse, "before_cursor_execute", record)
+    follow_ups = "select * from smarketing.follow_ups order by customer_id, reason"
+    with warehouse.begin() as conn:
+        inserted = conn.execute(sa.text(follow_ups)).all()
+        conn.execute(sa.text("delete from smarketing.follow_ups"))
+    writes = [s for s in statements if "insert into smarketing.follow_ups" in s]
+    assert len(writes) == 1 and "on conflict" not in writes[0], "an empty table needs no conflict check"
+    monkeypatch.setattr(pipeline, "FIRST_FOLLOW_UPS_SQL", pipeline.FINALIZE_SQL)  # the upsert, as before
+    again = finalize(warehouse, NOW)
+    with warehouse.connect() as conn:
+        upserted = conn.execute(sa.text(follow_ups)).all()
+    assert inserted == upserted and len(inserted) > 0
+    assert first["follow_ups_written"] == again["follow_ups_written"] == len(inserted)
