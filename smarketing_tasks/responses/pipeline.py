@@ -403,10 +403,9 @@ def restore_after_bulk_load(warehouse: sa.Engine, dataset: str, *, analyze: bool
     The keys come last: adding one checks every row by one join, which plans on the fresh statistics."""
     tables = _bulk_tables(dataset)
     bulk.rebuild_deferred_indexes(warehouse, tables)
-    if analyze:
-        with warehouse.begin() as conn:  # statistics now, so the next stages do not plan on an "empty" table
-            for table in tables:
-                conn.exec_driver_sql(f"analyze {table}")
+    if analyze:  # statistics now, so the next stages do not plan on an "empty" table (the signals: autovacuum's)
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql(f"analyze {_TARGETS[dataset]}")
     bulk.restore_deferred_foreign_keys(warehouse, tables)
 
 

@@ -156,3 +156,51 @@ def test_a_failing_first_load_gives_the_indexes_and_key_back_at_once(shop, wareh
         _load(shop, warehouse, fails)
     assert _schema(warehouse) == before  # erasure and planning need them before the retry comes
     assert _pending(warehouse) == (0, 0)
+
+
+def _reviews_scans(plan: dict) -> list[int]:
+    """Actual loops of every plan node that reads smarketing.reviews."""
+    found = [plan["Actual Loops"]] if plan.get("Relation Name") == "reviews" else []
+    for child in plan.get("Plans", []):
+        found += _reviews_scans(child)
+    return found
+
+
+def test_the_duplicate_rule_reads_reviews_once_per_batch_while_its_index_is_deferred(shop, warehouse):
+    """Without reviews_customer_order_sku_idx (built after the last batch), a probe per staged review reads every
+    review loaded by the batches before (batch 2 of the 1M bench: 50,000 x 50,000 rows, hours): the rule joins."""
+    with warehouse.begin() as conn:
+        for n in range(1, 201):
+            add_customer(conn, f"C{n}", f"c{n}@example.com")
+            add_order(conn, f"O{n}", f"C{n}", T0 - timedelta(days=10))
+    with shop.begin() as conn:
+        for i in range(1, 601):
+            n = 1 + i % 200
+            shop_insert(conn, "reviews", review_id=f"R{i:04}", customer_id=f"C{n}", order_id=f"O{n}", rating="4",
+                        body=f"Review {i}: fine.", consent_to_publish=True, incentivized=False,
+                        created_at=T0 + timedelta(days=1, minutes=i))
+        # batch 3 repeats a review of batch 1 under another id
+        shop_insert(conn, "reviews", review_id="R9999", customer_id="C2", order_id="O2", rating="4",
+                    body="Review 1: fine.", consent_to_publish=True, incentivized=False,
+                    created_at=T0 + timedelta(days=1, minutes=700))
+    plans: list[dict] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "was already received as" in statement:
+            raw = conn.connection.driver_connection
+            plans.append(raw.execute("explain (analyze, format json) " + statement).fetchone()[0][0]["Plan"])
+
+    sa.event.listen(warehouse, "before_cursor_execute", explain)
+    try:
+        result = ingest_responses(ResponseSqlSource(shop), "reviews", warehouse, until=UNTIL, run_id="run-1",
+                                  settings=ResponsesSettings(responses_batch_rows=250), keys=[KEY])
+    finally:
+        sa.event.remove(warehouse, "before_cursor_execute", explain)
+
+    assert len(plans) == 3
+    assert [max(_reviews_scans(plan)) for plan in plans] == [1, 1, 1], plans
+    assert (result.rows_loaded, result.rows_quarantined) == (600, 1)
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select record_key, rule, reason from smarketing.quarantine")).one() == (
+            "R9999", "duplicate_review",
+            "the same review (customer, order, product, rating and text) was already received as R0001")
