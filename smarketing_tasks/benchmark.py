@@ -75,10 +75,20 @@ class StageFigures:
     peak_rss_mib: float
     floor_seconds: float
     written_floor_seconds: float | None = None  # None: the stage writes no table worth a floor
+    python_cpu_seconds: float | None = None  # the stage's process and its forks
+    server_cpu_seconds: float | None = None  # None: the server is not on this machine
 
     @property
     def ratio(self) -> float:
         return self.seconds / self.floor_seconds if self.floor_seconds else float("nan")
+
+    @property
+    def cores_busy(self) -> float | None:
+        """CPU seconds of the stage and the server per second of wall: near the core count, the stage is
+        CPU-bound and only less work makes it faster; near 1, one step at a time waits on another."""
+        if self.python_cpu_seconds is None or self.server_cpu_seconds is None or not self.seconds:
+            return None
+        return (self.python_cpu_seconds + self.server_cpu_seconds) / self.seconds
 
     @property
     def written_ratio(self) -> float | None:
@@ -93,6 +103,40 @@ def bench_server(pg_url: str | None, data_dir=None) -> str:
     from smarketing_tasks.paths import DATA_DIR
 
     return embedded.ensure_running((data_dir or DATA_DIR) / "bench-postgres", preferred_port=54349).url()
+
+
+def server_cpu_clock(url: str) -> Callable[[], float] | None:
+    """A clock of the CPU seconds the PostgreSQL server behind ``url`` has used, when it runs on this machine.
+
+    The server's processes: the postmaster with the children it has reaped, and the live ones (backends,
+    autovacuum, checkpointer, parallel workers). ``None`` when the server's processes cannot be read here
+    (another machine, a container, another user without permission).
+    """
+    import psutil
+    import sqlalchemy as sa
+
+    from smarketing_tasks.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            backend = psutil.Process(conn.execute(sa.text("select pg_backend_pid()")).scalar())
+            postmaster = psutil.Process(backend.ppid())
+            postmaster.cpu_times()  # readable?
+    except (psutil.Error, OSError):
+        return None
+    finally:
+        engine.dispose()
+
+    def clock() -> float:
+        total = 0.0
+        for process in [*postmaster.children(), postmaster]:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that ended while this read
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+    return clock
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -321,14 +365,23 @@ def run_bench(admin_url: str, purchases: int, days: int, end: datetime, seed: in
     counts = write_shop(make_engine(urls["shop"]), tables)
     say("  " + ", ".join(f"{n:,} {t}" for t, n in counts.items()) + f" ({time.perf_counter() - started:.0f}s)")
 
+    import resource
+
+    server_clock = server_cpu_clock(admin_url)
     figures = []
     for stage in stages:
         say(f"stage {stage} ...")
+        python_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_before = server_clock() if server_clock else None
         measured = _child(stage, urls["shop"], urls["warehouse"], end)
+        server_cpu = server_clock() - server_before if server_clock else None
+        python_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        python_cpu = (python_after.ru_utime + python_after.ru_stime) - (python_before.ru_utime + python_before.ru_stime)
         tables_of_stage, database = STAGE_ROWS[stage]
         floor = copy_floor(urls[database], tables_of_stage)
         written = written_floor(urls["warehouse"], STAGE_WRITES[stage]) if STAGE_WRITES[stage] else None
-        figure = StageFigures(stage, measured["rows"], measured["seconds"], measured["peak_rss_mib"], floor, written)
+        figure = StageFigures(stage, measured["rows"], measured["seconds"], measured["peak_rss_mib"], floor, written,
+                              python_cpu, server_cpu)
         figures.append(figure)
         say(f"  {figure.rows:,} rows in {figure.seconds:.1f}s, peak {figure.peak_rss_mib:.0f} MiB, "
             f"{figure.ratio:.1f}x the COPY floor ({floor:.1f}s)"
@@ -336,19 +389,28 @@ def run_bench(admin_url: str, purchases: int, days: int, end: datetime, seed: in
     return figures
 
 
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def table(figures: list[StageFigures]) -> str:
-    lines = ["| stage | rows | seconds | rows/s | peak RSS MiB | COPY floor s | × floor | written floor s | × written |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| stage | rows | seconds | rows/s | peak RSS MiB | COPY floor s | × floor | written floor s | × written "
+             "| Python CPU s | server CPU s | cores busy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in figures:
         rate = f.rows / f.seconds if f.seconds else 0
         written = (f"{f.written_floor_seconds:.1f} | {f.written_ratio:.1f}" if f.written_floor_seconds
                    else "– | –")
         lines.append(f"| {f.stage} | {f.rows:,} | {f.seconds:.1f} | {rate:,.0f} | {f.peak_rss_mib:.0f} | "
-                     f"{f.floor_seconds:.1f} | {f.ratio:.1f} | {written} |")
+                     f"{f.floor_seconds:.1f} | {f.ratio:.1f} | {written} | {_seconds(f.python_cpu_seconds)} | "
+                     f"{_seconds(f.server_cpu_seconds)} | {_seconds(f.cores_busy)} |")
     total = sum(f.seconds for f in figures)
+    servers = [f.server_cpu_seconds for f in figures]
+    server_total = None if None in servers else sum(servers)
     lines.append(f"| **loop** | | {total:.1f} | | {max(f.peak_rss_mib for f in figures):.0f} | "
                  f"{sum(f.floor_seconds for f in figures):.1f} | | "
-                 f"{sum(f.written_floor_seconds or 0 for f in figures):.1f} | |")
+                 f"{sum(f.written_floor_seconds or 0 for f in figures):.1f} | | "
+                 f"{sum(f.python_cpu_seconds or 0 for f in figures):.1f} | {_seconds(server_total)} | |")
     return "\n".join(lines)
 
 

@@ -16,19 +16,24 @@ import sqlalchemy as sa
 REBUILD_MAINTENANCE_WORK_MEM = "256MB"
 
 
-def secondary_indexes(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
-    """(name, definition) of the indexes of ``table`` that no constraint needs (so not the primary key)."""
+def secondary_indexes(conn: sa.Connection, table: str, partial: bool = True) -> list[tuple[str, str]]:
+    """(name, definition) of the indexes of ``table`` that no constraint needs (so not the primary key);
+    without the partial ones (those with a WHERE) when ``partial`` is false."""
     return [tuple(row) for row in conn.execute(sa.text(
         "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indexrelid "
-        "where i.indrelid = cast(:t as regclass) and not i.indisprimary and not i.indisunique order by 1"),
-        {"t": table})]
+        "where i.indrelid = cast(:t as regclass) and not i.indisprimary and not i.indisunique "
+        "and (:partial or i.indpred is null) order by 1"),
+        {"t": table, "partial": partial})]
 
 
-def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[str] | None = None) -> list[str]:
+def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[str] | None = None,
+                           partial: bool = True) -> list[str]:
     """If ``target`` is empty, drop the secondary indexes of ``tables`` (default: the target), recorded.
 
     The check and the drops are one transaction holding a lock that stops writers, so no row can
     arrive between "empty" and the drop. Returns the names dropped (empty when the target has rows).
+    ``partial=False`` keeps the partial indexes: when the load's rows fall outside their predicate,
+    keeping them costs a test per row, rebuilding them a scan and a transaction each.
     """
     deferred: list[str] = []
     with warehouse.begin() as conn:
@@ -36,7 +41,7 @@ def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[s
         if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
             return deferred
         for table in tables or [target]:
-            for name, definition in secondary_indexes(conn, table):
+            for name, definition in secondary_indexes(conn, table, partial):
                 schema = table.split(".")[0] if "." in table else "public"
                 conn.execute(sa.text(
                     "insert into smarketing.deferred_indexes (index_name, table_name, definition) "
@@ -57,6 +62,9 @@ def rebuild_deferred_indexes(warehouse: sa.Engine, tables: Sequence[str] | None 
             continue
         schema = table.split(".")[0] if "." in table else "public"
         with warehouse.begin() as conn:
+            # Self-conflicting (CREATE INDEX's own lock is not): of two loaders rebuilding at once, the second
+            # waits and then finds the index built, instead of building it too and failing on its name.
+            conn.exec_driver_sql(f"lock table {table} in share row exclusive mode")
             exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": f"{schema}.{name}"}).scalar()
             if exists is None:
                 conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")

@@ -15,15 +15,19 @@ and insert of those customers), every day with the changed days recomputed (swap
 A publish is full when forced (``full=True``, setting ``full_rebuild``), the first time, when the mart SQL,
 catalog or settings changed since the last publish, or when its as-of lies before an earlier publish's (a
 backfill: the next publish is then full too, since the change log was claimed up to that later as-of).
+A full publish sums the product sales (``smarketing.mart_sku_days``) on a second connection while the first
+builds the customer marts; the publishing transaction takes those rows, so a failure still changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -47,6 +51,12 @@ BI_ROLE = "smarketing_bi"
 _LOCK_KEY = 0x5EA4_0007  # one publisher at a time per warehouse
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
 SKU_DAYS_SQL = "refresh_mart_sku_days.sql"  # the per-product-and-day partials product marts are summed from
+SKU_DAYS = "smarketing.mart_sku_days"
+SKU_DAYS_COLUMNS = ("sku, day, orders_count, units, revenue, last_ordered_at, last_name, last_named_at, "
+                    "last_named_name")
+# a full publish's product sales, computed on a second connection while the first builds the customer marts,
+# then copied into SKU_DAYS by the publishing transaction
+SKU_DAYS_FULL = "smarketing.mart_sku_days_full"
 # the change log entries a publish consumes: noted before its build, deleted when it commits (session-local)
 CLAIMED = "pg_temp.mart_claimed_changes"
 ROWS_SCHEMA = "smarketing"  # rows of a mart published as a view (read-time columns); BI cannot read here
@@ -119,6 +129,7 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
     with engine.connect() as conn:
         conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
         conn.commit()
+        side: _SideSkuDays | None = None
         try:
             started = time.perf_counter()
             parameters, rules = _parameters(as_of, settings), SignalRules.from_settings(settings)
@@ -139,6 +150,8 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
                     # 200,272 order lines to 592 index probes for the product partials of two days
                     conn.exec_driver_sql("set local random_page_cost = 1.1")
                 _claim(conn, scope, as_of)
+                if scope.full:  # started after the claim: it reads every order the claimed changes name
+                    side = _SideSkuDays(engine, as_of, marts_dir)
                 # the reviews changed since the last publish (some may have changed since the refresh above)
                 refreshed += refresh_review_signals(conn, rules, review_ids_from=(
                     f"(select key as review_id from {CLAIMED} where entity = 'review') as changed"))
@@ -148,8 +161,12 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
                                       "send_days": len(scope.send_days)}
                     say(f"changed since the last publish: {len(scope.customers):,} customers, "
                         f"{len(scope.days):,} days, {len(scope.send_days):,} send days")
-                _refresh_sku_days(conn, as_of, scope, marts_dir)
-                result.written = _build(conn, {**parameters, **scope.parameters()}, scope, catalog, marts_dir, say)
+                if not scope.full:
+                    _refresh_changed_sku_days(conn, as_of, scope, marts_dir)
+                result.written = _build(conn, {**parameters, **scope.parameters()}, scope, catalog, marts_dir, say,
+                                        side)
+                if side is not None:  # no mart read the product sales: they are still brought up to date
+                    side.copy_into(conn)
                 _audit(conn, catalog)
             result.build_seconds = time.perf_counter() - started
             if before_publish is not None:
@@ -162,6 +179,8 @@ def publish_marts(engine: sa.Engine, as_of: datetime, settings: MartSettings | N
                 _finish(conn, scope, result.rows)
             result.publish_seconds = time.perf_counter() - started
         finally:
+            if side is not None:  # before the lock is released: another publisher would drop its table
+                side.wait()
             _unlock(conn)
     say(f"published {len(result.rows)} marts as of {as_of:%Y-%m-%d %H:%M} UTC ({result.mode}) in "
         f"{result.build_seconds + result.publish_seconds:.1f}s")
@@ -250,6 +269,15 @@ def _plan(conn: sa.Connection, as_of: datetime, digest: str, forced: bool, catal
 
 
 def _prepare_build(conn: sa.Connection) -> None:
+    _build_settings(conn)
+    if not conn.execute(sa.text("select 1 from pg_roles where rolname = :r"), {"r": BI_ROLE}).scalar():
+        raise MartBuildError(f"role {BI_ROLE} is missing: apply the warehouse migrations first")
+    conn.exec_driver_sql(f"drop schema if exists {BUILD_SCHEMA} cascade")
+    conn.exec_driver_sql(f"create schema {BUILD_SCHEMA}")
+
+
+def _build_settings(conn: sa.Connection) -> None:
+    """The build's transaction settings (days are UTC days)."""
     conn.exec_driver_sql("set local timezone = 'UTC'")
     # JIT compiles each big CTE chain for seconds and saves far less: loop_kpis_daily spent 9.9 s in LLVM for
     # a 0.7 s query (20,000 customers, docs/benchmarks/marts.md)
@@ -257,10 +285,6 @@ def _prepare_build(conn: sa.Connection) -> None:
     # marts are created by `create table ... as`, which may plan parallel workers: partial sums of a double
     # precision column add up in another order (product_feedback.avg_sentiment differed in its last digits)
     conn.exec_driver_sql("set local max_parallel_workers_per_gather = 0")
-    if not conn.execute(sa.text("select 1 from pg_roles where rolname = :r"), {"r": BI_ROLE}).scalar():
-        raise MartBuildError(f"role {BI_ROLE} is missing: apply the warehouse migrations first")
-    conn.exec_driver_sql(f"drop schema if exists {BUILD_SCHEMA} cascade")
-    conn.exec_driver_sql(f"create schema {BUILD_SCHEMA}")
 
 
 def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
@@ -301,26 +325,73 @@ def _claim(conn: sa.Connection, scope: Scope, as_of: datetime) -> None:
         f"select min(day), max(day) from {PUBLISH_SCHEMA}.loop_kpis_daily")).one()
 
 
-def _refresh_sku_days(conn: sa.Connection, as_of: datetime, scope: Scope, marts_dir: Path) -> None:
-    """Order lines per product and day (smarketing.mart_sku_days) up to ``as_of``: all days, or the changed."""
-    if scope.full:
-        conn.exec_driver_sql("delete from smarketing.mart_sku_days")
-    elif scope.sku_days:
-        conn.execute(sa.text("delete from smarketing.mart_sku_days where day = any(:days)"),
-                     {"days": scope.sku_days})
-    else:
+def _refresh_changed_sku_days(conn: sa.Connection, as_of: datetime, scope: Scope, marts_dir: Path) -> None:
+    """Order lines per product and day (smarketing.mart_sku_days) up to ``as_of`` for the changed days."""
+    if not scope.sku_days:
         return
+    conn.execute(sa.text(f"delete from {SKU_DAYS} where day = any(:days)"), {"days": scope.sku_days})
+    _insert_sku_days(conn, SKU_DAYS, as_of, scope.sku_days, marts_dir)
+
+
+def _insert_sku_days(conn: sa.Connection, table: str, as_of: datetime, changed_days: list[date] | None,
+                     marts_dir: Path) -> None:
+    """The product sales of every day (``changed_days`` None) or of the changed days, inserted into ``table``."""
     sql = executable_sql((marts_dir / SKU_DAYS_SQL).read_text())
-    conn.execute(sa.text(sql), {"as_of": as_of, "full": scope.full, "changed_days": scope.sku_days})
+    conn.execute(sa.text(f"insert into {table} ({SKU_DAYS_COLUMNS}) {sql}"),
+                 {"as_of": as_of, "full": changed_days is None, "changed_days": changed_days or []})
+
+
+class _SideSkuDays:
+    """A full publish's product sales (smarketing.mart_sku_days), computed on a second connection meanwhile.
+
+    Summing 2M order lines at 1M purchases costs as much as building advocates, and neither reads the other:
+    on a second core they run at once. The rows go to an unlogged table of their own (committed there), and
+    the publishing transaction replaces mart_sku_days' rows with them (``copy_into``), so a failed publish
+    leaves mart_sku_days as it was, like everything else it builds.
+    """
+
+    def __init__(self, engine: sa.Engine, as_of: datetime, marts_dir: Path) -> None:
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mart-sku-days")
+        self._done = self._pool.submit(self._compute, engine, as_of, marts_dir)
+        self._copied = False
+
+    @staticmethod
+    def _compute(engine: sa.Engine, as_of: datetime, marts_dir: Path) -> None:
+        with engine.begin() as side:
+            _build_settings(side)
+            side.exec_driver_sql(f"drop table if exists {SKU_DAYS_FULL}")
+            side.exec_driver_sql(f"create unlogged table {SKU_DAYS_FULL} (like {SKU_DAYS})")
+            _insert_sku_days(side, SKU_DAYS_FULL, as_of, None, marts_dir)
+
+    def copy_into(self, conn: sa.Connection) -> None:
+        """In the publishing transaction: mart_sku_days becomes the computed rows (waits for them)."""
+        if self._copied:
+            return
+        self._done.result()  # its error, if it failed
+        conn.exec_driver_sql(f"delete from {SKU_DAYS}")
+        conn.exec_driver_sql(f"insert into {SKU_DAYS} ({SKU_DAYS_COLUMNS}) select {SKU_DAYS_COLUMNS} from {SKU_DAYS_FULL}")
+        conn.exec_driver_sql(f"drop table {SKU_DAYS_FULL}")
+        self._copied = True
+
+    def wait(self) -> None:
+        """Let the second connection finish and, if the publish failed (then its own error is not the news),
+        drop the rows it computed for nothing (best effort: the next full publish drops them too)."""
+        self._pool.shutdown(wait=True)
+        with contextlib.suppress(sa.exc.DBAPIError), self._engine.begin() as conn:
+            conn.exec_driver_sql(f"drop table if exists {SKU_DAYS_FULL}")  # dropped already by a publish
 
 
 def _build(conn: sa.Connection, parameters: dict, scope: Scope, catalog: list[Mart], marts_dir: Path,
-           say: Progress) -> dict[str, int]:
-    """Build each mart's rows into the staging schema; returns the rows computed per mart."""
+           say: Progress, side: _SideSkuDays | None = None) -> dict[str, int]:
+    """Build each mart's rows into the staging schema; returns the rows computed per mart. A mart that reads
+    the product sales waits for ``side`` (a full publish's, computed meanwhile) to have written them."""
     written: dict[str, int] = {}
     for mart in catalog:
         started = time.perf_counter()
         sql = executable_sql(mart.sql(marts_dir))
+        if side is not None and SKU_DAYS in sql:
+            side.copy_into(conn)
         params = _bound(sql, parameters)
         returned = list(conn.execute(sa.text(f"select * from ({sql}) as mart limit 0"), params).keys())
         if sorted(returned) != sorted(mart.column_names):

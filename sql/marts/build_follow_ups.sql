@@ -2,7 +2,7 @@
 -- Grain: one row per customer and follow-up reason (the closed loop's work items), opened up to the as-of
 -- time, with the customer's current score so that sales sees what is at stake.
 -- Parameters: :as_of (timestamptz); :full (boolean) or else only the customers in :changed_customers (text[]).
--- Session time zone is UTC. The build redacts contact data from free text.
+-- Session time zone is UTC. The build redacts contact data from free text. Reads marketing_build.advocates.
 
 with
 
@@ -13,13 +13,11 @@ follow_ups as (
       and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
 ),
 
+-- each customer's latest score as advocates (built first, in the staging schema, for the same customers and
+-- as-of) took it, in the same types: not a second pass over every score (0.7 s of server CPU at 1M purchases)
 current_scores as (
-    select distinct on (customer_id)
-        customer_id, segment, advocate_score, lifetime_value
-    from smarketing.advocate_scores
-    where score_date <= cast(:as_of as timestamptz)::date
-      and (cast(:full as boolean) or customer_id = any(cast(:changed_customers as text[])))
-    order by customer_id, score_date desc
+    select customer_id, segment, advocate_score, lifetime_value
+    from marketing_build.advocates
 ),
 
 final as (

@@ -48,10 +48,12 @@ referrals as not materialized (
 ),
 
 
+-- the orders' first day by their day index (one probe; the session's time zone is UTC, so it is the day of
+-- min(ordered_at)): min(ordered_at) read all 1,000,399 orders at 1M purchases
 first_activity as (
     select min(first_day) as first_day
     from (
-        select min(ordered_at)::date as first_day from orders
+        select min((ordered_at at time zone 'UTC')::date) as first_day from orders
         union all select min(sent_at)::date from sent_messages
         union all select min(created_at)::date from reviews
         union all select min(posted_at)::date from social_posts

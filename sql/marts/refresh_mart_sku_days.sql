@@ -1,13 +1,10 @@
 -- smarketing.mart_sku_days (migration 0018): order lines summed per product and UTC order day, for orders
 -- placed up to the as-of time; product_feedback's sales and the product names of both product marts are
--- summed from it. The publisher deletes the days it refreshes first: every day (:full) or the days in
--- :changed_days (date[]), read by the orders' day index.
+-- summed from it. Selects the rows of every day (:full) or of the days in :changed_days (date[]), read by the
+-- orders' day index; the publisher inserts them (in the columns' order) in place of those days' rows.
 -- Parameters: :as_of (timestamptz), :full (boolean), :changed_days (date[]). Session time zone is UTC.
 -- One pass over the order lines (a full refresh reads 2M of them at 1M purchases): the sums per product and
 -- day, then the names from the few lines of each product's latest orders, looked up by those orders' times.
-
-insert into smarketing.mart_sku_days (sku, day, orders_count, units, revenue, last_ordered_at, last_name,
-                                      last_named_at, last_named_name)
 
 with
 

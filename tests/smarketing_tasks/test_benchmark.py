@@ -7,6 +7,7 @@ Figures are not asserted (speed targets live in docs/benchmarks); what the mode 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,3 +196,37 @@ def test_the_process_tree_rss_counts_the_children_as_psutil_does():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_server_clock_counts_the_cpu_a_statement_spent_in_its_backend(warehouse_url):
+    """The bench's server CPU column: the clock moves by at least what a busy backend used (read from the
+    backend's own process), and once the backend has ended its time is still counted (by the postmaster)."""
+    import psutil
+
+    from smarketing_tasks.benchmark import server_cpu_clock
+    from smarketing_tasks.db import make_engine
+
+    clock = server_cpu_clock(warehouse_url)
+    assert clock is not None, "the test server runs on this machine, so its processes can be read"
+    engine = make_engine(warehouse_url)
+    before = clock()
+    with engine.connect() as conn:
+        backend = psutil.Process(conn.execute(sa.text("select pg_backend_pid()")).scalar())
+        start = backend.cpu_times()
+        conn.execute(sa.text("select count(*) from generate_series(1, 5000000) g where g % 7 = 3"))
+        used = sum(backend.cpu_times()[:2]) - sum(start[:2])
+    engine.dispose()
+    assert used > 0.05
+    time.sleep(0.2)  # the postmaster reaps the ended backend and adds its time to its children's
+    assert clock() - before >= used * 0.9
+
+
+def test_the_table_says_how_busy_the_cores_were_and_dashes_what_was_not_measured():
+    from smarketing_tasks.benchmark import StageFigures, table
+
+    rendered = table([StageFigures("score", 10, 4.0, 100.0, 1.0, 2.0, 5.0, 2.6),
+                      StageFigures("publish_marts", 10, 2.0, 50.0, 1.0, None, 1.0, None)])
+    score, publish, total = rendered.splitlines()[2:]
+    assert score.endswith("| 5.0 | 2.6 | 1.9 |")  # (5.0 + 2.6) / 4.0 s
+    assert publish.endswith("| 1.0 | – | – |")
+    assert total.endswith("| 6.0 | – | |")

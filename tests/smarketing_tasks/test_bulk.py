@@ -111,3 +111,45 @@ def test_a_key_that_no_longer_holds_is_refused_loudly_and_stays_recorded(warehou
     with warehouse.connect() as conn:
         assert conn.execute(sa.text("select constraint_name from smarketing.deferred_foreign_keys")).scalars().all() \
             == ["bulk_child_parent_id_fkey"]
+
+
+def test_two_loaders_rebuilding_at_once_both_succeed(warehouse):
+    import threading
+    import time
+
+    _make_tables(warehouse)
+    bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target")
+    errors: list[BaseException] = []
+
+    def rebuild() -> None:
+        try:
+            bulk.rebuild_deferred_indexes(warehouse, ["smarketing.bulk_target"])
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    with warehouse.connect() as writer:  # a load still writing: both rebuilds wait for it
+        writer.exec_driver_sql("insert into smarketing.bulk_target values (1, 'a', 1)")
+        threads = [threading.Thread(target=rebuild) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        with warehouse.connect() as conn:
+            while conn.execute(sa.text("select count(*) from pg_locks where not granted "
+                                         "and relation = 'smarketing.bulk_target'::regclass")).scalar() < 2:
+                assert time.monotonic() < deadline, "both rebuilds should be waiting for the writer"
+                time.sleep(0.05)
+        writer.commit()
+    for thread in threads:
+        thread.join(10)
+    assert errors == [], "the second rebuild waits and finds the index built instead of building it again"
+    assert "bulk_target_v_idx" in _indexes(warehouse, "bulk_target")
+
+
+def test_partial_indexes_can_be_kept(warehouse):
+    _make_tables(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("create index bulk_target_v_some_idx on smarketing.bulk_target (v) where v > 10")
+
+    assert bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target", partial=False) == ["bulk_target_v_idx"]
+    assert "bulk_target_v_some_idx" in _indexes(warehouse, "bulk_target")
+    bulk.rebuild_deferred_indexes(warehouse)

@@ -224,3 +224,45 @@ def test_an_order_with_two_lines_of_one_product_counts_once_in_full_and_incremen
     assert incremental == (4, 6, Decimal("410.00"), "Alpine Jacket Pro")
     assert publish_marts(published, NEXT, full=True)["mode"] == "full"
     assert sku_a() == incremental
+
+
+def test_a_full_publish_sums_product_sales_on_a_second_connection_and_a_failed_one_leaves_them(
+        published, monkeypatch, tmp_path):
+    """A full publish computes mart_sku_days on its own connection while the customer marts build (they run at
+    once on two cores); the publishing transaction takes the rows, so a failed publish leaves the old ones."""
+    from smarketing_tasks.marts import publish as publish_module
+    from tests.smarketing_tasks.marts.test_publish import broken_marts_dir
+
+    backends: dict[str, set[int]] = {"claim": set(), "sku_days": set()}
+    def recorded(name: str, kind: str):
+        original = getattr(publish_module, name)
+
+        def recording(conn, *args, **kwargs):
+            backends[kind].add(conn.execute(sa.text("select pg_backend_pid()")).scalar())
+            return original(conn, *args, **kwargs)
+        return recording
+
+    for name, kind in (("_claim", "claim"), ("_insert_sku_days", "sku_days")):
+        monkeypatch.setattr(publish_module, name, recorded(name, kind))
+
+    def sales() -> list[tuple]:
+        with published.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "select t::text from smarketing.mart_sku_days as t order by 1"))]
+
+    with published.begin() as conn:  # a line of an old day: a full refresh of that day differs
+        conn.exec_driver_sql("insert into smarketing.order_items values ('o1', 9, 'SKU-A', null, 5, 70)")
+    before = sales()
+    broken = broken_marts_dir(tmp_path, "build_outreach_funnel.sql", "count(*)::integer as sent",
+                              "(count(*) / 0)::integer as sent")  # after the product marts read the new sales
+    with pytest.raises(sa.exc.DataError, match="division by zero"):
+        publish_marts(published, NEXT, marts_dir=broken)  # the SQL changed: a full publish
+    assert sales() == before
+    with published.connect() as conn:
+        assert conn.execute(sa.text("select to_regclass('smarketing.mart_sku_days_full')")).scalar() is None
+
+    backends["claim"].clear()
+    backends["sku_days"].clear()
+    assert publish_marts(published, NEXT, full=True)["mode"] == "full"
+    assert sales() != before
+    assert len(backends["claim"]) == len(backends["sku_days"]) == 1 and backends["claim"] != backends["sku_days"]

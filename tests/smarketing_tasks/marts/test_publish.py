@@ -3,6 +3,7 @@ the read-only BI role, settings, and the data dictionary kept in step with the c
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from smarketing_tasks.marts import BI_ROLE, MartBuildError, MartSettings, load_catalog, publish_marts
 from smarketing_tasks.marts import publish as publish_module
 from smarketing_tasks.marts.catalog import MARTS_DIR
+from smarketing_tasks.marts.publish import executable_sql
 from smarketing_tasks.marts.review_signals import EMAIL_PATTERN, PHONE_PATTERN, PHONE_PRESENCE
 from tests.smarketing_tasks.marts.known_data import AS_OF, load_known_data
 
@@ -294,3 +296,12 @@ def test_a_variant_is_clearly_behind_only_when_its_interval_lies_below_the_leade
             "select * from marketing.outreach_variants where kind = 'review_request'"))}
     assert verdict["C"][0] == 40 and verdict["C"][1] < 0.2065  # Wilson upper bound of 0/40 under B's lower bound
     assert verdict["C"][2] and not verdict["A"][2] and not verdict["B"][2]
+
+
+def test_a_mart_built_from_another_comes_after_it_in_the_catalog():
+    # follow_ups takes its current scores from the staged advocates, outreach_variants sums the staged funnel
+    order = [m.name for m in CATALOG]
+    reads = {m.name: set(re.findall(r"marketing_build\.(\w+)", executable_sql(m.sql()))) for m in CATALOG}
+    assert reads["follow_ups"] == {"advocates"} and reads["outreach_variants"] == {"outreach_funnel"}
+    for mart, sources in reads.items():
+        assert all(order.index(source) < order.index(mart) for source in sources), mart
