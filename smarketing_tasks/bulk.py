@@ -72,3 +72,55 @@ def rebuild_deferred_indexes(warehouse: sa.Engine, tables: Sequence[str] | None 
             conn.execute(sa.text("delete from smarketing.deferred_indexes where index_name = :n"), {"n": name})
         rebuilt.append(name)
     return rebuilt
+
+
+def defer_foreign_keys_if_empty(warehouse: sa.Engine, target: str, referencing: Sequence[str]) -> list[str]:
+    """If ``target`` is empty, drop the foreign keys of the ``referencing`` tables that point at it, recorded
+    in ``smarketing.deferred_foreign_keys``; returns their names. Every such row would otherwise be checked
+    on insert (a lookup and a lock of the row it names); ``restore_deferred_foreign_keys`` checks them all
+    with one join. A table that references an empty one holds no row naming it, so nothing goes unchecked.
+    """
+    deferred: list[str] = []
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
+        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+            return deferred
+        for table in referencing:
+            keys = conn.execute(sa.text(
+                "select conname, pg_get_constraintdef(oid) from pg_constraint where contype = 'f' "
+                "and conrelid = cast(:t as regclass) and confrelid = cast(:target as regclass) order by 1"),
+                {"t": table, "target": target}).all()
+            for name, definition in keys:
+                conn.execute(sa.text(
+                    "insert into smarketing.deferred_foreign_keys (table_name, constraint_name, definition) "
+                    "values (:t, :n, :d) on conflict do nothing"), {"t": table, "n": name, "d": definition})
+                conn.exec_driver_sql(f'alter table {table} drop constraint "{name}"')
+                deferred.append(name)
+    return deferred
+
+
+def restore_deferred_foreign_keys(warehouse: sa.Engine, tables: Sequence[str] | None = None) -> list[str]:
+    """Add back the foreign keys recorded in smarketing.deferred_foreign_keys (all, or those of ``tables``).
+
+    Adding a key checks every row in one join; a row naming a missing row fails it loudly (and the key stays
+    recorded), as the key itself would have refused that row."""
+    restored = []
+    with warehouse.connect() as conn:
+        pending = conn.execute(sa.text(
+            "select table_name, constraint_name, definition from smarketing.deferred_foreign_keys order by 1, 2")).all()
+    for table, name, definition in pending:
+        if tables is not None and table not in tables:
+            continue
+        with warehouse.begin() as conn:
+            # The lock first: a concurrent run restoring the same key waits here, then finds it present.
+            conn.exec_driver_sql(f"lock table {table} in share row exclusive mode")
+            present = conn.execute(sa.text(
+                "select 1 from pg_constraint where conrelid = cast(:t as regclass) and conname = :n"),
+                {"t": table, "n": name}).scalar()
+            if present is None:
+                conn.exec_driver_sql(f"set local maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'")
+                conn.exec_driver_sql(f'alter table {table} add constraint "{name}" {definition}')
+            conn.execute(sa.text("delete from smarketing.deferred_foreign_keys where table_name = :t "
+                                 "and constraint_name = :n"), {"t": table, "n": name})
+        restored.append(name)
+    return restored

@@ -18,6 +18,7 @@ nothing (the content hash is unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 
+from smarketing_tasks import bulk
 from smarketing_tasks.db import copy_csv_blocks, csv_blocks
 from smarketing_tasks.frame_rules import reject_frame
 from smarketing_tasks.ingest.pipeline import IngestResult, finish_run, quarantine_rows, read_watermark
@@ -58,6 +60,11 @@ _STAGE = {
     "email_events": "_row integer, event_id text, email text, phone text, customer_id text, event_type text, "
                     "bounce_type text, channel text, message_id text, occurred_at timestamptz",
 }
+# A first load into an empty table drops their secondary indexes and the keys pointing at it (review_signals'
+# key to reviews, checked row by row otherwise) and builds them once after its last batch (smarketing_tasks.bulk).
+_TARGETS = {"reviews": "smarketing.reviews", "social_posts": "smarketing.social_posts",
+            "email_events": "smarketing.email_events"}
+_REFERENCING = {"reviews": ["smarketing.review_signals"], "social_posts": [], "email_events": []}
 _STAGE_COLUMNS = {dataset: [part.split()[0] for part in spec.split(", ")] for dataset, spec in _STAGE.items()}
 _PRODUCT_SLUG = "trim(both '-' from regexp_replace(lower({}), '[^a-z0-9]+', '-', 'g'))"
 # The batch's skus the shop sold, with one line's product-name slug each: one index probe per distinct sku (a
@@ -188,17 +195,18 @@ def _load_reviews(conn: sa.Connection, settings: ResponsesSettings, source_name:
               and (o.order_id is null or (s.customer_id is not null and o.customer_id <> s.customer_id))"""),
         ("unknown_sku", f"select _row, 'sku ' || quote_literal(left(sku, 80)) || ' is not a product the shop sold' "
          f"from {stage} s where sku is not null and not exists (select 1 from known_products p where p.sku = s.sku)"),
+        # The first earlier copy of each staged review, as a join rather than a probe per row: a first load
+        # builds reviews_customer_order_sku_idx only after its last batch, and without it a per-row probe
+        # reads every loaded review (batch 2 at 1M: hours). With the index a small stage still probes it.
         ("duplicate_review", f"""
-            select s._row, 'the same review (customer, order, product, rating and text) was already received as '
-                   || r.review_id
-            from {stage} s
-            join lateral (select r.review_id from smarketing.reviews r
-                          where r.customer_id = s.customer_id and r.review_id <> s.review_id
-                            and r.order_id is not distinct from s.order_id and r.sku is not distinct from s.sku
-                            and r.rating = s.rating and r.body is not distinct from s.body
-                            and r.title is not distinct from s.title
-                          order by r.created_at, r.review_id limit 1) r on true
-            where s.customer_id is not null
+            (select distinct on (s._row) s._row,
+                    'the same review (customer, order, product, rating and text) was already received as '
+                    || r.review_id
+             from {stage} s join smarketing.reviews r
+               on r.customer_id = s.customer_id and r.rating = s.rating and r.review_id <> s.review_id
+              and r.order_id is not distinct from s.order_id and r.sku is not distinct from s.sku
+              and r.body is not distinct from s.body and r.title is not distinct from s.title
+             order by s._row, r.created_at, r.review_id)
             union all
             select _row, 'the same review (customer, order, product, rating and text) came first as ' || first_id
             from (select _row, review_id, first_value(review_id) over (
@@ -378,6 +386,29 @@ def _one_ahead(items: Iterator[T], work: Callable[[T], R], *, ahead: bool = True
             close()
 
 
+def _bulk_tables(dataset: str) -> list[str]:
+    return [_TARGETS[dataset], *_REFERENCING[dataset]]
+
+
+def defer_for_bulk_load(warehouse: sa.Engine, dataset: str) -> list[str]:
+    """For a first load into an empty table: drop its secondary indexes and the keys pointing at it (recorded)."""
+    target = _TARGETS[dataset]
+    return (bulk.defer_indexes_if_empty(warehouse, target, _bulk_tables(dataset))
+            + bulk.defer_foreign_keys_if_empty(warehouse, target, _REFERENCING[dataset]))
+
+
+def restore_after_bulk_load(warehouse: sa.Engine, dataset: str, *, analyze: bool = True) -> None:
+    """Build what ``defer_for_bulk_load`` dropped (by this run or a crashed one): indexes, statistics, keys.
+
+    The keys come last: adding one checks every row by one join, which plans on the fresh statistics."""
+    tables = _bulk_tables(dataset)
+    bulk.rebuild_deferred_indexes(warehouse, tables)
+    if analyze:  # statistics now, so the next stages do not plan on an "empty" table (the signals: autovacuum's)
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql(f"analyze {_TARGETS[dataset]}")
+    bulk.restore_deferred_foreign_keys(warehouse, tables)
+
+
 def ingest_responses(
     source: Source,
     dataset: str,
@@ -396,16 +427,42 @@ def ingest_responses(
     ``signal_rules``: the marts' quote and lukewarm settings the review signals are computed with
     (``SignalRules.from_settings(MartSettings)``; defaults when None).
     """
-    from smarketing_tasks.marts.review_signals import refresh_review_signals
-
     started = time.perf_counter()
     settings = settings or ResponsesSettings()
     keys = keys if keys is not None else signing_keys(warehouse, settings, progress)
+    restore_after_bulk_load(warehouse, dataset, analyze=False)  # left over by a crashed bulk load
     with warehouse.connect() as conn:
         watermark = read_watermark(conn, source.name, dataset)
     since = None if watermark is None else min(watermark - settings.responses_overlap, until)
     window = Window(since=since, until=until)
     progress(f"{dataset}: reading {source.name} responses in ({since or 'the beginning'}, {until}]")
+
+    deferred = defer_for_bulk_load(warehouse, dataset)
+    if deferred:
+        progress(f"{dataset}: first load into an empty table; {', '.join(deferred)} are built at the end")
+    try:
+        rows_read, rows_loaded, rows_quarantined, signals, high = _load_batches(
+            source, dataset, warehouse, window, until, run_id, settings, keys, progress, signal_rules, watermark)
+    except Exception:
+        if deferred:  # give readers their indexes back now; if this fails too, the next run builds them
+            with contextlib.suppress(Exception):
+                restore_after_bulk_load(warehouse, dataset)
+        raise
+    if deferred:
+        restore_after_bulk_load(warehouse, dataset)
+        progress(f"{dataset}: indexes and keys rebuilt, statistics taken")
+
+    result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
+                          time.perf_counter() - started, high)
+    finish_run(warehouse, result, run_id)
+    return result
+
+
+def _load_batches(source: Source, dataset: str, warehouse: sa.Engine, window: Window, until: datetime, run_id: str,
+                  settings: ResponsesSettings, keys: list[bytes], progress: Progress,
+                  signal_rules: SignalRules | None, watermark: datetime | None):
+    """Each batch of the window in a transaction of its own; returns (read, loaded, quarantined, signals, high)."""
+    from smarketing_tasks.marts.review_signals import refresh_review_signals
 
     rows_read = rows_loaded = rows_quarantined = signals = 0
     high = watermark
@@ -449,8 +506,4 @@ def ingest_responses(
                 high = checked.max_change
             progress(f"{dataset}: batch {batch_no}: {rows_read:,} read, {rows_loaded:,} new or changed, "
                      f"{rows_quarantined:,} quarantined" + (f", {signals:,} review signals computed" if signals else ""))
-
-    result = IngestResult(source.name, dataset, since, until, rows_read, rows_loaded, rows_quarantined,
-                          time.perf_counter() - started, high)
-    finish_run(warehouse, result, run_id)
-    return result
+    return rows_read, rows_loaded, rows_quarantined, signals, high

@@ -147,22 +147,23 @@ def _each_distinct(raw: pd.Series, work) -> pd.Series:
 
 def _token_claims(tokens: pd.Series, moments: pd.Series, purpose: Purpose, keys: list[bytes]):
     """(message id or None, problem or None) per row: verified against the time the response was made."""
-    ids, problems = [], []
-    for token, moment in zip(tokens, moments, strict=True):
-        if token is None or token != token or not str(token).strip() or not keys:
-            ids.append(None)
-            problems.append(None)
+    ids: list[str | None] = [None] * len(tokens)
+    problems: list[str | None] = [None] * len(tokens)
+    if not keys:
+        return ids, problems
+    # Only rows with a token read their moment: most responses carry none, and iterating a datetime column
+    # builds a Timestamp per row (0.3 s of the 1M bench's 260,000 rows).
+    for i, token in enumerate(tokens):
+        if token is None or token != token or not str(token).strip():
             continue
+        moment = moments.iloc[i]
         when = moment.to_pydatetime() if moment == moment and moment is not None else None
         try:
             if when is None:
                 raise InvalidToken("malformed", "no time to check the link against")
-            claims = verify(keys, str(token).strip(), when, purpose)
-            ids.append(claims.message_id)
-            problems.append(None)
+            ids[i] = verify(keys, str(token).strip(), when, purpose).message_id
         except InvalidToken as error:
-            ids.append(None)
-            problems.append(error.kind)
+            problems[i] = error.kind
     return ids, problems
 
 

@@ -6,9 +6,11 @@ Figures are not asserted (speed targets live in docs/benchmarks); what the mode 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -167,6 +169,33 @@ def test_the_written_floor_copies_into_tables_with_every_index_and_key_each_stag
         left = conn.execute(sa.text("select count(*) from pg_class where relname like 'floor_written_%' "
                                     "and relkind = 'r'")).scalar()
     assert left == 0
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="needs /proc/<pid>/task/<tid>/children (Linux)")
+def test_the_process_tree_rss_counts_the_children_as_psutil_does():
+    """The bench's RSS sampler reads the tree from /proc instead of psutil's scan of every process of the machine
+    (~5 ms a sample, every 20 ms, in the measured process); it must count the same bytes."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from smarketing_tasks.benchmark import proc_tree_rss
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; x = bytearray(64 * 2**20); x[::4096] = "
+                              "b'1' * len(x[::4096]); print('ready', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        me = psutil.Process()
+        expected = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+        found = proc_tree_rss(os.getpid())
+        assert abs(found - expected) < 4 * 2**20
+        assert found - me.memory_info().rss > 64 * 2**20  # the child's 64 MiB are in
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_the_server_clock_counts_the_cpu_a_statement_spent_in_its_backend(warehouse_url):

@@ -1,5 +1,6 @@
-"""Deferring a table's secondary indexes for a bulk load, and getting them back."""
+"""Deferring a table's secondary indexes and the foreign keys pointing at it for a bulk load, and getting them back."""
 
+import pytest
 import sqlalchemy as sa
 
 from smarketing_tasks import bulk
@@ -49,6 +50,67 @@ def test_a_target_with_rows_keeps_every_index(warehouse):
 
     assert bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target") == []
     assert _indexes(warehouse, "bulk_target") == before
+
+
+def _foreign_keys(warehouse, table: str) -> dict[str, str]:
+    with warehouse.connect() as conn:
+        return dict(conn.execute(sa.text(
+            "select conname, pg_get_constraintdef(oid) from pg_constraint where contype = 'f' "
+            "and conrelid = cast(:t as regclass)"), {"t": table}).all())
+
+
+def _make_referencing(warehouse) -> None:
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("create table smarketing.bulk_parent (id int primary key)")
+        conn.exec_driver_sql("create table smarketing.bulk_child (id int primary key, "
+                             "parent_id int references smarketing.bulk_parent on delete cascade)")
+        conn.exec_driver_sql("create table smarketing.bulk_other (id int primary key)")
+
+
+def test_an_empty_target_loses_the_foreign_keys_pointing_at_it_and_gets_the_same_ones_back(warehouse):
+    _make_referencing(warehouse)
+    before = _foreign_keys(warehouse, "smarketing.bulk_child")
+
+    assert bulk.defer_foreign_keys_if_empty(warehouse, "smarketing.bulk_other", ["smarketing.bulk_child"]) == [], \
+        "only keys that point at the target"
+    assert bulk.defer_foreign_keys_if_empty(warehouse, "smarketing.bulk_parent", ["smarketing.bulk_child"]) \
+        == ["bulk_child_parent_id_fkey"]
+    assert _foreign_keys(warehouse, "smarketing.bulk_child") == {}
+    with warehouse.begin() as conn:  # the bulk load
+        conn.exec_driver_sql("insert into smarketing.bulk_parent select generate_series(1, 100)")
+        conn.exec_driver_sql("insert into smarketing.bulk_child select g, g from generate_series(1, 100) g")
+
+    assert bulk.restore_deferred_foreign_keys(warehouse, ["smarketing.bulk_other"]) == []
+    assert bulk.restore_deferred_foreign_keys(warehouse, ["smarketing.bulk_child"]) == ["bulk_child_parent_id_fkey"]
+    assert _foreign_keys(warehouse, "smarketing.bulk_child") == before
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from smarketing.deferred_foreign_keys")).scalar() == 0
+        assert conn.execute(sa.text("select bool_and(convalidated) from pg_constraint "
+                                    "where conrelid = 'smarketing.bulk_child'::regclass and contype = 'f'")).scalar()
+
+
+def test_a_target_with_rows_keeps_the_foreign_keys_pointing_at_it(warehouse):
+    _make_referencing(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("insert into smarketing.bulk_parent values (1)")
+    assert bulk.defer_foreign_keys_if_empty(warehouse, "smarketing.bulk_parent", ["smarketing.bulk_child"]) == []
+    assert "bulk_child_parent_id_fkey" in _foreign_keys(warehouse, "smarketing.bulk_child")
+
+
+def test_a_key_that_no_longer_holds_is_refused_loudly_and_stays_recorded(warehouse):
+    """The restore checks every row, as the key would have: a row naming a missing row fails it, and the key
+    stays listed, so every later load tries again instead of going on without it."""
+    _make_referencing(warehouse)
+    bulk.defer_foreign_keys_if_empty(warehouse, "smarketing.bulk_parent", ["smarketing.bulk_child"])
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("insert into smarketing.bulk_child values (1, 42)")
+
+    with pytest.raises(sa.exc.IntegrityError, match="bulk_child_parent_id_fkey"):
+        bulk.restore_deferred_foreign_keys(warehouse, ["smarketing.bulk_child"])
+    assert _foreign_keys(warehouse, "smarketing.bulk_child") == {}
+    with warehouse.connect() as conn:
+        assert conn.execute(sa.text("select constraint_name from smarketing.deferred_foreign_keys")).scalars().all() \
+            == ["bulk_child_parent_id_fkey"]
 
 
 def test_two_loaders_rebuilding_at_once_both_succeed(warehouse):

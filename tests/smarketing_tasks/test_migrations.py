@@ -166,3 +166,19 @@ def test_0029_trims_the_customer_columns_ingest_now_trims_and_leaves_clean_rows_
     ]
     assert stored[1].version == clean_version  # not rewritten
     engine.dispose()
+
+
+def test_0030_records_deferred_foreign_keys_by_table_and_name(make_database):
+    """A key's name is unique per table only: two tables may each defer a key of the same name."""
+    engine = make_engine(make_database("mig"))
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into smarketing.deferred_foreign_keys (table_name, constraint_name, definition) values "
+            "('smarketing.a', 'k', 'FOREIGN KEY (x) REFERENCES smarketing.p(x)'), "
+            "('smarketing.b', 'k', 'FOREIGN KEY (x) REFERENCES smarketing.p(x)')"))
+        with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+            conn.execute(sa.text("insert into smarketing.deferred_foreign_keys (table_name, constraint_name, "
+                                 "definition) values ('smarketing.a', 'k', 'again')"))
+        assert conn.execute(sa.text("select count(*) from smarketing.deferred_foreign_keys")).scalar() == 2
+    engine.dispose()
