@@ -274,6 +274,54 @@ REVIEW_TEXTS = {
 }
 
 
+# Details that make generated texts as distinct as real ones: a real shop's reviews rarely repeat word for
+# word, and the text analysis (language, sentiment) costs per distinct text, so a bench whose texts repeat
+# would time a cache, not the analysis.
+_DETAILS = (
+    "Ordered the {item} in size {size} for my {who} and it took {days} days to arrive.",
+    "Bought the {item} as a gift for my {who}; worn it {days} times so far.",
+    "This was my {nth} order here: the {item}, size {size}.",
+    "My {who} tried the {item} on straight away, size {size} after {days} days of waiting.",
+)
+_ITEMS = ("hoodie", "tee", "jacket", "sweater", "cap", "scarf", "jeans", "dress", "shirt", "parka", "vest", "socks")
+_SIZES = ("XS", "S", "M", "L", "XL", "XXL")
+_WHO = ("sister", "brother", "partner", "dad", "mum", "friend", "son", "daughter", "colleague", "neighbour")
+# the short answers that real customers give word for word, and that the lukewarm rule looks for
+_SHORT = frozenset(text for texts in REVIEW_TEXTS.values() for text in texts if len(text) < 16)
+
+
+def _with_details(rng, bases, plain_share: float):
+    """Each base text, most followed by a detail sentence drawn from ~100,000 combinations."""
+    import numpy as np
+
+    n = len(bases)
+    template, item, size, who = (rng.integers(0, len(x), n) for x in (_DETAILS, _ITEMS, _SIZES, _WHO))
+    days, nth, plain = rng.integers(1, 40, n), rng.integers(2, 60, n), rng.random(n) < plain_share
+    return np.array([base if keep else f"{base} " + _DETAILS[t].format(
+        item=_ITEMS[i], size=_SIZES[z], who=_WHO[w], days=d, nth=_ordinal(o))
+        for base, keep, t, i, z, w, d, o in zip(bases, plain, template, item, size, who, days, nth, strict=True)],
+        dtype=object)
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def review_bodies(rng, ratings):
+    """A review text per star rating: a base sentence of that rating and, for most, a detail sentence.
+
+    Short answers ("Good.", "ok", "Fine.") stay as they are, word for word, as customers write them."""
+    import numpy as np
+
+    picks = rng.integers(0, 12, len(ratings))
+    bases = np.array([REVIEW_TEXTS[r][i % len(REVIEW_TEXTS[r])] for r, i in zip(ratings, picks, strict=True)],
+                     dtype=object)
+    detailed = _with_details(rng, bases, plain_share=0.15)
+    short = np.array([base in _SHORT for base in bases], dtype=bool)
+    return np.where(short, bases, detailed)
+
+
 def generate_responses(tables: dict[str, pd.DataFrame], spec: ShopSpec, review_share: float = 0.12,
                        poster_share: float = 0.02) -> dict[str, pd.DataFrame]:
     """Reviews, social posts and email events at scale (vectorised), for benchmarks of the whole loop.
@@ -293,8 +341,7 @@ def generate_responses(tables: dict[str, pd.DataFrame], spec: ShopSpec, review_s
     reviewed = delivered.sample(frac=review_share, random_state=int(rng.integers(0, 2**31)))
     n = len(reviewed)
     ratings = rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.05, 0.12, 0.30, 0.48])
-    bodies = np.array([REVIEW_TEXTS[r][i % len(REVIEW_TEXTS[r])] for r, i in zip(ratings, rng.integers(0, 12, n),
-                                                                                  strict=True)], dtype=object)
+    bodies = review_bodies(rng, ratings)
     created = (reviewed["delivered_at"] + pd.to_timedelta(rng.uniform(0.5, 14, n), unit="D")).dt.floor("s")
     first_sku = items.drop_duplicates("order_id").set_index("order_id")["sku"]
     reviews = pd.DataFrame({
@@ -320,7 +367,8 @@ def generate_responses(tables: dict[str, pd.DataFrame], spec: ShopSpec, review_s
         "author_handle": "@" + posters["customer_id"].str.lower().to_numpy(),
         "customer_id": posters["customer_id"].to_numpy(),
         "referral_code": None,
-        "body": rng.choice(["Loving my new hoodie from @shop!", "Best tee ever", "meh, it's ok"], m),
+        "body": _with_details(rng, rng.choice(["Loving my new hoodie from @shop!", "Best tee ever", "meh, it's ok"],
+                                              m).astype(object), plain_share=0.1),
         "followers": rng.lognormal(5, 1.5, m).astype(int),
         "url": [f"https://social.example/p/{i}" for i in range(1, m + 1)],
         "posted_at": posted.to_numpy(),

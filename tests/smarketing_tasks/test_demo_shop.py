@@ -65,3 +65,23 @@ def test_bad_row_share_breaks_rows_of_every_kind():
     assert (orders["total_amount"].astype(float) < 0).any()
     assert orders["customer_id"].isna().any()
     assert (broken["customers"]["email"] == "not-an-email").any()
+
+
+def test_generated_review_and_post_texts_are_mostly_distinct_but_short_answers_stay_word_for_word():
+    """The bench times the text analysis, which runs once per distinct text: texts that repeated (20 bodies for
+    100,000 reviews) timed a cache. Short answers stay as customers write them, so "Good." is still lukewarm."""
+    from smarketing_tasks.demo_shop import REVIEW_TEXTS, generate_responses
+
+    spec = ShopSpec(customers=20_000, days=365, end=datetime(2026, 11, 22, tzinfo=UTC), seed=5)
+    responses = generate_responses(generate(spec), spec)
+    reviews, posts = responses["reviews"], responses["social_posts"]
+    short = reviews["body"].str.len() < 16
+    assert reviews.loc[~short, "body"].nunique() > 0.8 * (~short).sum()  # 15% are a base sentence alone
+    assert posts["body"].nunique() > 0.7 * len(posts)
+    assert set(reviews.loc[short, "body"]) <= {t for texts in REVIEW_TEXTS.values() for t in texts}
+    assert (reviews["body"] == "Good.").sum() > 0.05 * len(reviews)
+    for rating, texts in REVIEW_TEXTS.items():  # each text starts with a sentence of its own rating
+        bodies = reviews.loc[reviews["rating"] == rating, "body"]
+        assert bodies.map(lambda b, texts=texts: any(b.startswith(t) for t in texts)).all()
+    again = generate_responses(generate(spec), spec)["reviews"]["body"]
+    assert again.equals(reviews["body"]), "same seed, same texts"
