@@ -184,14 +184,14 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
     elif stage == "plan_outreach":
         from smarketing_tasks.outreach import OutreachSettings, plan_outreach
 
-        result = plan_outreach(warehouse, as_of, OutreachSettings(), run_id=run_id)
+        result = plan_outreach(warehouse, as_of, _settings(OutreachSettings), run_id=run_id)
         rows = result.planned + result.skipped
         extra["step_seconds"] = result.step_seconds
     elif stage == "responses":
         from smarketing_tasks.responses import ResponsesSettings, ingest_responses, redeem_referrals
         from smarketing_tasks.responses.sources import shop_response_source
 
-        settings = ResponsesSettings()
+        settings = _settings(ResponsesSettings)
         source = shop_response_source({}, shop_url)
         for dataset in ("reviews", "social_posts", "email_events"):
             rows += ingest_responses(source, dataset, warehouse, until=as_of, run_id=run_id, settings=settings,
@@ -201,7 +201,7 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
         from smarketing_tasks.scoring import ScoringSettings
         from smarketing_tasks.scoring.pipeline import finalize, prepare
 
-        settings = ScoringSettings()
+        settings = _settings(ScoringSettings)
         prepared = prepare(warehouse, as_of, settings)
         prepared_at = time.perf_counter()
         warehouse.dispose()  # no pooled connection crosses into the forked partitions
@@ -222,6 +222,16 @@ def run_stage(stage: str, shop_url: str, warehouse_url: str, as_of: datetime,
     seconds = time.perf_counter() - started
     warehouse.dispose()
     return {"rows": rows, "seconds": seconds, **extra}
+
+
+def _settings(cls: type):
+    """A stage's settings as its DAG task reads them outside Airflow: defaults, then ``SMARKETING_*`` variables
+    (so ``SMARKETING_TEXT_PROCESSES=2 smarketing bench …`` times a deployment's setting)."""
+    import os
+
+    from smarketing_tasks.config import load
+
+    return load(cls, os.environ)
 
 
 def _mapped(task: Callable[[tuple], dict], jobs: list[tuple]) -> list[dict]:
@@ -255,7 +265,7 @@ def _score_one(job: tuple[str, datetime, int]) -> dict:
     warehouse_url, as_of, partition = job
     warehouse = make_engine(warehouse_url)
     try:
-        return score_partition(warehouse, as_of, partition, ScoringSettings())
+        return score_partition(warehouse, as_of, partition, _settings(ScoringSettings))
     finally:
         warehouse.dispose()
 
@@ -510,7 +520,7 @@ def load_history(urls: dict[str, str], tables: dict, first_day: datetime, last_d
         run_stage("responses", urls["shop"], urls["warehouse"], last_day)
     say(f"  history loaded to {last_day:%Y-%m-%d} ({time.perf_counter() - started:.0f}s)")
     if "plan_outreach" in stages:
-        settings, day, planned = OutreachSettings(), first_day, 0
+        settings, day, planned = _settings(OutreachSettings), first_day, 0
         step = timedelta(days=min(settings.ask_window_days, settings.request_ttl_days))
         mark_sent(warehouse, day)
         while day < last_day:

@@ -230,3 +230,13 @@ def test_the_table_says_how_busy_the_cores_were_and_dashes_what_was_not_measured
     assert score.endswith("| 5.0 | 2.6 | 1.9 |")  # (5.0 + 2.6) / 4.0 s
     assert publish.endswith("| 1.0 | – | – |")
     assert total.endswith("| 6.0 | – | |")
+
+
+def test_the_bench_reads_each_stage_s_settings_from_the_environment_as_a_task_does(monkeypatch):
+    """``SMARKETING_TEXT_PROCESSES=2 smarketing bench`` must time that setting, not the defaults."""
+    from smarketing_tasks.benchmark import _settings
+    from smarketing_tasks.responses import ResponsesSettings
+
+    assert _settings(ResponsesSettings).text_processes == ResponsesSettings().text_processes
+    monkeypatch.setenv("SMARKETING_TEXT_PROCESSES", "2")
+    assert _settings(ResponsesSettings).text_processes == 2
