@@ -424,6 +424,54 @@ def table(figures: list[StageFigures]) -> str:
     return "\n".join(lines)
 
 
+TARGET_FLOOR_RATIO = 3  # issue 9: each stage within 3x its COPY floor
+CORES = 2  # this machine's; the chart's CPU-bound line divides by it
+
+
+def chart(figures: list[StageFigures], cores: int = CORES) -> str:
+    """An SVG of the table: per stage, its seconds (red past 3x its COPY floor), the 3x budget behind it, and
+    a tick where it would end if every step overlapped on ``cores`` cores ((Python + server CPU) / cores)."""
+    from html import escape
+
+    from smarketing_tasks.report.charts import ACCENT, BEHIND, WIDTH, _rect, _svg, _text
+
+    left, right, row_height, top = 150, 190, 30, 34
+    height = top + row_height * len(figures) + 26
+    span = WIDTH - left - right
+    longest = max(max(f.seconds, TARGET_FLOOR_RATIO * f.floor_seconds) for f in figures) or 1.0
+
+    def x_of(seconds: float) -> float:
+        return left + span * seconds / longest
+
+    content = [f'<rect x="{left}" y="8" width="10" height="10" fill="#d9d9d9"/>',
+               _text(left + 14, 17, f"{TARGET_FLOOR_RATIO}x the COPY floor"),
+               f'<rect x="{left + 150}" y="8" width="10" height="10" fill="{ACCENT}"/>', _text(left + 164, 17, "stage"),
+               f'<rect x="{left + 215}" y="8" width="10" height="10" fill="{BEHIND}"/>', _text(left + 229, 17, "over"),
+               f'<line x1="{left + 285}" y1="6" x2="{left + 285}" y2="20" stroke="#000" stroke-width="2"/>',
+               _text(left + 291, 17, f"CPU-bound on {cores} cores")]
+    for i, f in enumerate(figures):
+        y = top + i * row_height
+        budget = TARGET_FLOOR_RATIO * f.floor_seconds
+        content.append(_text(left - 10, y + 18, f.stage, "end"))
+        content.append(f'<rect x="{left}" y="{y + 2}" width="{max(x_of(budget) - left, 0.5):.1f}" '
+                       f'height="{row_height - 4}" fill="#d9d9d9"><title>{escape(f"{f.stage}: 3x its COPY floor: {budget:.1f} s")}'
+                       "</title></rect>")
+        color = BEHIND if f.seconds > budget else ACCENT
+        content.append(_rect(left, y + 8, x_of(f.seconds) - left, row_height - 16, color,
+                             f"{f.stage}: {f.seconds:.1f} s, {f.ratio:.1f}x its COPY floor ({f.floor_seconds:.1f} s)"))
+        if f.python_cpu_seconds is not None and f.server_cpu_seconds is not None:
+            bound = (f.python_cpu_seconds + f.server_cpu_seconds) / cores
+            content.append(f'<line x1="{x_of(bound):.1f}" y1="{y + 3}" x2="{x_of(bound):.1f}" y2="{y + row_height - 3}" '
+                           f'stroke="#000" stroke-width="2"><title>{escape(f"{f.stage}: {bound:.1f} s of CPU per core")}'
+                           "</title></line>")
+        content.append(_text(left + span + 8, y + 18, f"{f.seconds:.1f} s · {f.ratio:.1f}x floor"))
+    content.append(_text(left, height - 6, "0 s"))
+    content.append(_text(left + span, height - 6, f"{longest:.0f} s", "end"))
+    # a file of its own (docs/benchmarks/), not inline in a page: it needs its namespace
+    return _svg(height, content, "Each stage's seconds against three times its COPY floor").replace(
+        "<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+
+
 # --- incremental cost: a normal day with a year loaded, against the first day ---------------------------
 
 RESPONSE_TIMES = {"reviews": "created_at", "social_posts": "posted_at", "email_events": "occurred_at"}

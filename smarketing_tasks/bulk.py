@@ -26,6 +26,13 @@ def secondary_indexes(conn: sa.Connection, table: str, partial: bool = True) -> 
         {"t": table, "partial": partial})]
 
 
+def _empty_and_locked(conn: sa.Connection, target: str) -> bool:
+    """Whether ``target`` is empty, holding until the transaction ends a lock that stops its writers, so no
+    row can arrive between "empty" and what the caller then drops."""
+    conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
+    return not conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar()
+
+
 def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[str] | None = None,
                            partial: bool = True) -> list[str]:
     """If ``target`` is empty, drop the secondary indexes of ``tables`` (default: the target), recorded.
@@ -37,8 +44,7 @@ def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[s
     """
     deferred: list[str] = []
     with warehouse.begin() as conn:
-        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
-        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+        if not _empty_and_locked(conn, target):
             return deferred
         for table in tables or [target]:
             for name, definition in secondary_indexes(conn, table, partial):
@@ -82,8 +88,7 @@ def defer_foreign_keys_if_empty(warehouse: sa.Engine, target: str, referencing: 
     """
     deferred: list[str] = []
     with warehouse.begin() as conn:
-        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
-        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+        if not _empty_and_locked(conn, target):
             return deferred
         for table in referencing:
             keys = conn.execute(sa.text(

@@ -209,6 +209,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures = benchmark.run_bench(admin, args.purchases, args.days, _when(args.end), args.seed, say, stages)
     say("")
     say(benchmark.table(figures))
+    if args.chart:
+        Path(args.chart).write_text(benchmark.chart(figures) + "\n")
+        say(f"chart: {args.chart}")
     return 0
 
 
@@ -308,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time a normal day with the rest of the history loaded against the first day")
     bench.add_argument("--pg-url", help="admin URL of a PostgreSQL server (default: an embedded one)")
     bench.add_argument("--data-dir", default=str(DATA_DIR))
+    bench.add_argument("--chart", metavar="SVG", help="also draw the table as an SVG chart into this file")
     bench.set_defaults(func=cmd_bench)
 
     emb = sub.add_parser("embedded", help="start or stop the embedded PostgreSQL")

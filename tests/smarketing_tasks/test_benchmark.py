@@ -240,3 +240,22 @@ def test_the_bench_reads_each_stage_s_settings_from_the_environment_as_a_task_do
     assert _settings(ResponsesSettings).text_processes == ResponsesSettings().text_processes
     monkeypatch.setenv("SMARKETING_TEXT_PROCESSES", "2")
     assert _settings(ResponsesSettings).text_processes == 2
+
+
+def test_the_chart_draws_each_stage_red_past_three_times_its_floor_with_its_cpu_bound():
+    import xml.etree.ElementTree as ET
+
+    from smarketing_tasks.benchmark import StageFigures, chart
+
+    svg = chart([StageFigures("ingest", 10, 20.0, 100.0, 8.0, None, 4.0, 30.0),  # 2.5x: within
+                 StageFigures("responses", 10, 40.0, 100.0, 1.0, None, 36.0, 12.0),  # 40x: over
+                 StageFigures("publish_marts", 10, 5.0, 100.0, 2.0)])  # CPU not measured
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.iter(f"{ns}rect") if r.get("class") == "mark"] or \
+        [r for r in root.iter("rect") if r.get("class") == "mark"]
+    assert [b.get("fill") for b in bars] == ["#2166ac", "#b2182b", "#2166ac"]
+    tips = [t.text for t in root.iter() if t.tag.endswith("title")]
+    assert "responses: 24.0 s of CPU per core" in tips  # (36 + 12) / 2
+    assert not any(t.startswith("publish_marts") and "CPU" in t for t in tips)
+    assert "40.0 s · 40.0x floor" in svg

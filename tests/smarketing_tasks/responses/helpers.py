@@ -89,3 +89,15 @@ def snapshot(engine) -> dict[str, list]:
         found["watermarks"] = [tuple(r) for r in conn.execute(sa.text(
             "select source, dataset, high_watermark from smarketing.watermarks order by 1, 2")).all()]
     return found
+
+
+class Watched:
+    """A response source that calls ``asked(n)`` before it hands out its n-th batch (and may fail there)."""
+
+    def __init__(self, inner, asked) -> None:
+        self.inner, self.name, self.asked = inner, inner.name, asked
+
+    def read(self, dataset, window, batch_rows):
+        for n, frame in enumerate(self.inner.read(dataset, window, batch_rows), start=1):
+            self.asked(n)
+            yield frame

@@ -9,24 +9,12 @@ import pytest
 import sqlalchemy as sa
 
 from smarketing_tasks.responses import ResponseSqlSource, ResponsesSettings, ingest_responses
-from tests.smarketing_tasks.responses.helpers import KEY, T0, add_customer, add_order, shop_insert
+from tests.smarketing_tasks.responses.helpers import KEY, T0, Watched, add_customer, add_order, shop_insert
 
 pytestmark = pytest.mark.integration
 UNTIL = T0 + timedelta(days=20)
 SETTINGS = ResponsesSettings(responses_batch_rows=2)
 FOREIGN_KEY = "review_signals_review_id_fkey"
-
-
-class Watched:
-    """A response source that calls ``asked(n)`` before it hands out its n-th batch (and may fail there)."""
-
-    def __init__(self, inner, asked) -> None:
-        self.inner, self.name, self.asked = inner, inner.name, asked
-
-    def read(self, dataset, window, batch_rows):
-        for n, frame in enumerate(self.inner.read(dataset, window, batch_rows), start=1):
-            self.asked(n)
-            yield frame
 
 
 def _schema(warehouse) -> dict[str, set[str]]:

@@ -10,25 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from smarketing_tasks.responses import ResponseSqlSource, ResponsesSettings, ingest_responses
-from tests.smarketing_tasks.responses.helpers import KEY, T0, add_customer, add_order, shop_insert
+from tests.smarketing_tasks.responses.helpers import KEY, T0, Watched, add_customer, add_order, shop_insert
 
 pytestmark = pytest.mark.integration
 UNTIL = T0 + timedelta(days=20)
 LOCK = "select pg_advisory_lock(hashtext('smarketing_responses:reviews'))"
 SETTINGS = ResponsesSettings(responses_batch_rows=2)
 IDS = [f"R{i}" for i in range(1, 7)]  # three batches of two, in the shop's order
-
-
-class Watched:
-    """A response source that calls ``asked(n)`` before it hands out its n-th batch (and may fail there)."""
-
-    def __init__(self, inner, asked) -> None:
-        self.inner, self.name, self.asked = inner, inner.name, asked
-
-    def read(self, dataset, window, batch_rows):
-        for n, frame in enumerate(self.inner.read(dataset, window, batch_rows), start=1):
-            self.asked(n)
-            yield frame
 
 
 @pytest.fixture
