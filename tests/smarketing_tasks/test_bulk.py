@@ -1,5 +1,7 @@
 """Deferring a table's secondary indexes and the foreign keys pointing at it for a bulk load, and getting them back."""
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -153,3 +155,24 @@ def test_partial_indexes_can_be_kept(warehouse):
     assert bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target", partial=False) == ["bulk_target_v_idx"]
     assert "bulk_target_v_some_idx" in _indexes(warehouse, "bulk_target")
     bulk.rebuild_deferred_indexes(warehouse)
+
+
+def test_a_target_with_rows_is_answered_without_waiting_for_its_writers(warehouse):
+    """Every run but the first finds rows: it must not queue behind a writer in flight (the sender marking
+    messages) nor hold new writers back, as the lock that guards a first load would."""
+    _make_tables(warehouse)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("insert into smarketing.bulk_target values (1, 'a', 1)")
+    writer = warehouse.connect()
+    try:
+        writer.exec_driver_sql("insert into smarketing.bulk_target values (2, 'b', 2)")  # open transaction
+        answers: list[list[str]] = []
+        check = threading.Thread(target=lambda: answers.append(
+            bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target")))
+        check.start()
+        check.join(timeout=5)
+        assert answers == [[]], "the check waited for the open writer (or dropped an index)"
+    finally:
+        writer.rollback()
+        writer.close()
+        check.join()
