@@ -26,14 +26,18 @@ def secondary_indexes(conn: sa.Connection, table: str, partial: bool = True) -> 
         {"t": table, "partial": partial})]
 
 
+def _has_rows(warehouse: sa.Engine, target: str) -> bool:
+    """Whether ``target`` has rows, read in a transaction of its own and without the lock below: every run
+    but the first finds rows, and that lock would wait for the table's writers in flight (the sender marking
+    messages) and for an autovacuum, which it then cancels."""
+    with warehouse.connect() as conn:
+        return bool(conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar())
+
+
 def _empty_and_locked(conn: sa.Connection, target: str) -> bool:
     """Whether ``target`` is empty, holding until the transaction ends a lock that stops its writers, so no
-    row can arrive between "empty" and what the caller then drops.
-
-    A table with rows (every run but the first) is answered without that lock: it would wait for the
-    table's writers in flight (the sender marking messages) and for an autovacuum, which it then cancels."""
-    if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
-        return False
+    row can arrive between "empty" and what the caller then drops. The lock comes first: a read before it
+    would hold a lock the drop must wait for, and two loaders doing so at once deadlock."""
     conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
     return not conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar()
 
@@ -48,6 +52,8 @@ def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[s
     keeping them costs a test per row, rebuilding them a scan and a transaction each.
     """
     deferred: list[str] = []
+    if _has_rows(warehouse, target):
+        return deferred
     with warehouse.begin() as conn:
         if not _empty_and_locked(conn, target):
             return deferred
@@ -92,6 +98,8 @@ def defer_foreign_keys_if_empty(warehouse: sa.Engine, target: str, referencing: 
     with one join. A table that references an empty one holds no row naming it, so nothing goes unchecked.
     """
     deferred: list[str] = []
+    if _has_rows(warehouse, target):
+        return deferred
     with warehouse.begin() as conn:
         if not _empty_and_locked(conn, target):
             return deferred

@@ -176,3 +176,28 @@ def test_a_target_with_rows_is_answered_without_waiting_for_its_writers(warehous
         writer.rollback()
         writer.close()
         check.join()
+
+
+def test_loaders_starting_at_once_on_an_empty_table_neither_deadlock_nor_both_drop(warehouse):
+    """Three first loads at once (a backfill beside the hourly run): one drops the indexes, the others find
+    them gone. A plain read of the table before the lock, in the same transaction, deadlocked them: each held
+    a read lock the other's drop had to wait for."""
+    _make_tables(warehouse)
+    for _ in range(10):
+        start = threading.Barrier(3)
+        results: list = []
+
+        def load(start: threading.Barrier = start, results: list = results) -> None:
+            start.wait()
+            try:
+                results.append(bulk.defer_indexes_if_empty(warehouse, "smarketing.bulk_target"))
+            except Exception as error:  # noqa: BLE001 - the test reports it
+                results.append(error)
+
+        loaders = [threading.Thread(target=load) for _ in range(3)]
+        for loader in loaders:
+            loader.start()
+        for loader in loaders:
+            loader.join()
+        assert sorted(map(str, results)) == ["['bulk_target_v_idx']", "[]", "[]"]
+        bulk.rebuild_deferred_indexes(warehouse)
