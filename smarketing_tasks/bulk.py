@@ -8,7 +8,8 @@ for its tables before it starts. Unique indexes and the primary key stay: upsert
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 
@@ -26,20 +27,22 @@ def secondary_indexes(conn: sa.Connection, table: str, partial: bool = True) -> 
         {"t": table, "partial": partial})]
 
 
-def _has_rows(warehouse: sa.Engine, target: str) -> bool:
-    """Whether ``target`` has rows, read in a transaction of its own and without the lock below: every run
-    but the first finds rows, and that lock would wait for the table's writers in flight (the sender marking
-    messages) and for an autovacuum, which it then cancels."""
+@contextmanager
+def _while_empty(warehouse: sa.Engine, target: str) -> Iterator[sa.Connection | None]:
+    """A transaction holding a lock that stops ``target``'s writers, if ``target`` is empty (else ``None``), so
+    no row can arrive between "empty" and what the caller then drops.
+
+    Whether it has rows is read first, in a transaction of its own and without that lock: every run but the
+    first finds rows, and the lock would wait for the table's writers in flight (the sender marking messages)
+    and for an autovacuum, which it then cancels. In the locking transaction the lock comes first: a read
+    before it would hold a lock the drop must wait for, and two loaders doing so at once deadlock."""
     with warehouse.connect() as conn:
-        return bool(conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar())
-
-
-def _empty_and_locked(conn: sa.Connection, target: str) -> bool:
-    """Whether ``target`` is empty, holding until the transaction ends a lock that stops its writers, so no
-    row can arrive between "empty" and what the caller then drops. The lock comes first: a read before it
-    would hold a lock the drop must wait for, and two loaders doing so at once deadlock."""
-    conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
-    return not conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar()
+        if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar():
+            yield None
+            return
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(f"lock table {target} in share row exclusive mode")
+        yield None if conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar() else conn
 
 
 def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[str] | None = None,
@@ -52,10 +55,8 @@ def defer_indexes_if_empty(warehouse: sa.Engine, target: str, tables: Sequence[s
     keeping them costs a test per row, rebuilding them a scan and a transaction each.
     """
     deferred: list[str] = []
-    if _has_rows(warehouse, target):
-        return deferred
-    with warehouse.begin() as conn:
-        if not _empty_and_locked(conn, target):
+    with _while_empty(warehouse, target) as conn:
+        if conn is None:
             return deferred
         for table in tables or [target]:
             for name, definition in secondary_indexes(conn, table, partial):
@@ -98,10 +99,8 @@ def defer_foreign_keys_if_empty(warehouse: sa.Engine, target: str, referencing: 
     with one join. A table that references an empty one holds no row naming it, so nothing goes unchecked.
     """
     deferred: list[str] = []
-    if _has_rows(warehouse, target):
-        return deferred
-    with warehouse.begin() as conn:
-        if not _empty_and_locked(conn, target):
+    with _while_empty(warehouse, target) as conn:
+        if conn is None:
             return deferred
         for table in referencing:
             keys = conn.execute(sa.text(
